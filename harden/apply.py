@@ -1,0 +1,162 @@
+"""apply: carry out exactly the plan, never re-decide it.
+
+1. Refuse a stale plan: the state must be the lineage and serial the plan was made against, and
+   every object the plan touches must still have the resourceVersion the plan observed (one bulk
+   LIST per kind, the same read observe does), else nothing is written.
+2. Server dry-run of every write, so a rejection (validation, admission, RBAC) stops the run before
+   anything changed.
+3. The writes, in parallel (bounded), with retries and backoff on 429, 5xx and lost connections.
+   Updates carry the observed resourceVersion as a precondition, so a change that races the
+   stale-check is refused by the server rather than overwritten.
+4. State is recorded after every single write, atomically, so a run that dies half-way leaves a
+   state that says exactly what was done; the next plan picks up from there.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from .errors import ClusterError, HardenError, StalePlan
+from .model import Action, Change, ChangeKind, Obj, Plan, ResourceKey
+from .plan import record_for
+from .state import FileBackend, Record, State
+
+
+class Cluster(Protocol):
+    def list(self, api_version: str, kind: str, namespace: str | None = None) -> list[Obj]: ...
+    def apply(self, body: Obj, *, dry_run: bool = False, force: bool = True) -> Obj: ...
+    def patch(self, body: Obj, *, manager: str, dry_run: bool = False) -> Obj: ...
+    def delete(self, api_version: str, kind: str, namespace: str, name: str, *,
+               resource_version: str | None = None, dry_run: bool = False) -> None: ...
+
+
+@dataclass
+class Result:
+    done: list[Change] = field(default_factory=list)
+    failed: list[tuple[Change, HardenError]] = field(default_factory=list)
+    state: State | None = None
+
+
+Progress = Callable[[str, Change], None]
+
+
+def check_fresh(plan: Plan, cluster: Cluster, state: State) -> None:
+    """Raise StalePlan if the state or any touched object moved on since the plan was made."""
+    if plan.source.get("kind") == "snapshot":
+        raise StalePlan("this plan was made against a snapshot, not a cluster",
+                        hint="plan against the cluster (--kubeconfig/--context) and apply that plan")
+    if (state.lineage, state.serial) != (plan.lineage, plan.serial):
+        raise StalePlan(f"state moved on since the plan was made (plan: lineage {plan.lineage} serial {plan.serial}; "
+                        f"now: lineage {state.lineage} serial {state.serial})",
+                        hint="run `harden plan` again and apply the new plan")
+    touched = [c for c in plan.changes if c.action is not Action.NOOP]
+    kinds = {(c.api_version, c.key.kind) for c in touched}
+    now: dict[ResourceKey, str | None] = {}
+    for api_version, kind in sorted(kinds):
+        for obj in cluster.list(api_version, kind):
+            now[ResourceKey.of({**obj, "apiVersion": api_version})] = obj["metadata"].get("resourceVersion")
+    for c in touched:
+        current = now.get(c.key)
+        if current != c.observed_resource_version:
+            what = ("was created" if c.observed_resource_version is None else
+                    "was deleted" if current is None else
+                    f"changed (resourceVersion {c.observed_resource_version} -> {current})")
+            raise StalePlan(f"{c.key.display()} {what} since the plan was made; nothing was applied",
+                            hint="run `harden plan` again to see the current changes")
+
+
+def _write(cluster: Cluster, c: Change, dry_run: bool) -> None:
+    if c.action in (Action.CREATE, Action.UPDATE):
+        body = c.body
+        if c.action is Action.UPDATE and c.observed_resource_version:
+            body = {**body, "metadata": {**body["metadata"], "resourceVersion": c.observed_resource_version}}
+        cluster.apply(body, dry_run=dry_run, force=True)
+    elif c.action is Action.RELEASE:
+        if c.body:
+            cluster.patch(c.body, manager=(c.restore or {}).get("manager", "harden-release"), dry_run=dry_run)
+    elif c.action is Action.DELETE:
+        if c.observed_resource_version is not None:
+            cluster.delete(c.api_version, c.key.kind, c.key.namespace, c.key.name,
+                           resource_version=c.observed_resource_version, dry_run=dry_run)
+
+
+def _with_retries(fn: Callable[[], None], attempts: int = 5, base: float = 0.2) -> None:
+    for i in range(attempts):
+        try:
+            return fn()
+        except ClusterError as exc:
+            if not exc.retryable or i == attempts - 1:
+                raise
+            time.sleep(base * (2 ** i))
+
+
+def apply_plan(plan: Plan, cluster: Cluster, backend: FileBackend, *, parallelism: int = 8,
+               progress: Progress | None = None) -> Result:
+    """Apply under the caller's lock. Raises StalePlan before writing anything if the plan is stale."""
+    state = backend.read()
+    check_fresh(plan, cluster, state)
+    todo = list(plan.actionable)
+    note = progress or (lambda *_: None)
+
+    # Dry-run everything first: a rejection here means nothing has changed.
+    with ThreadPoolExecutor(parallelism) as pool:
+        futures = {pool.submit(_with_retries, lambda c=c: _write(cluster, c, True)): c for c in todo}
+        for fut in as_completed(futures):
+            fut.result()
+            note("validated", futures[fut])
+
+    records = dict(state.records)
+    # Objects in sync but missing from state (a killed run wrote them, then died) are recorded too.
+    for c in plan.changes:
+        if c.action is Action.NOOP and str(c.key) not in records:
+            records[str(c.key)] = record_for(c)
+    lock = threading.Lock()
+    result = Result()
+    current = [state]
+
+    def record(c: Change) -> None:
+        with lock:
+            if c.action in (Action.DELETE, Action.RELEASE):
+                records.pop(str(c.key), None)
+            else:
+                records[str(c.key)] = _merge_record(records.get(str(c.key)), record_for(c))
+            current[0] = current[0].with_records(records)
+            backend.write(current[0])
+            result.done.append(c)
+
+    if records != state.records:
+        current[0] = state.with_records(records)
+        backend.write(current[0])
+
+    # Deletions last, creations and updates first: a default-deny never lands before its allowances
+    # are written in the same run (all of them are written before the deletes).
+    phases = [[c for c in todo if c.action in (Action.CREATE, Action.UPDATE)],
+              [c for c in todo if c.action in (Action.DELETE, Action.RELEASE)]]
+    for phase in phases:
+        with ThreadPoolExecutor(parallelism) as pool:
+            futures = {pool.submit(_with_retries, lambda c=c: _write(cluster, c, False)): c for c in phase}
+            for fut in as_completed(futures):
+                c = futures[fut]
+                try:
+                    fut.result()
+                except HardenError as exc:
+                    result.failed.append((c, exc))
+                    note("failed", c)
+                    continue
+                record(c)
+                note("done", c)
+        if result.failed:
+            break
+    result.state = current[0]
+    return result
+
+
+def _merge_record(old: Record | None, new: Record) -> Record:
+    # The restore point of a patch is what was there before harden first touched the object.
+    if old is not None and old.restore is not None and new.kind == ChangeKind.PATCH.value:
+        return Record(new.key, new.api_version, new.kind, new.profile, new.digest, new.field_paths, old.restore)
+    return new

@@ -1,0 +1,93 @@
+"""Checks: recommendations that are verified rather than written, evaluated on the live objects.
+
+A profile names a check and passes it values (`checks: [{id, check, severity, with}]`); each check
+is a pure function of (live objects, values) returning whether it passed and a message that says
+what was found. Checks never change anything: they report what harden cannot or should not fix
+itself (which namespace the controller manages is a deployment decision, not a field to flip).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .model import Finding, Obj, Severity
+
+CheckFn = Callable[[list[Obj], dict[str, Any]], tuple[bool, str]]
+CHECKS: dict[str, CheckFn] = {}
+
+
+def check(name: str) -> Callable[[CheckFn], CheckFn]:
+    def register(fn: CheckFn) -> CheckFn:
+        CHECKS[name] = fn
+        return fn
+    return register
+
+
+def _flag(args: list[str], flag: str) -> str | bool | None:
+    """The value of `--flag v` / `--flag=v`; True for a bare flag; None if absent (last one wins)."""
+    found: str | bool | None = None
+    for i, tok in enumerate(args):
+        if tok == flag:
+            found = args[i + 1] if i + 1 < len(args) and not args[i + 1].startswith("-") else True
+        elif tok.startswith(flag + "="):
+            found = tok.split("=", 1)[1]
+    return found
+
+
+def _deployments(objs: list[Obj], namespace: str, labels: dict[str, str]) -> list[Obj]:
+    return [o for o in objs if o.get("kind") == "Deployment" and o["metadata"].get("namespace") == namespace
+            and all(((o["spec"].get("template", {}).get("metadata", {}) or {}).get("labels") or {}).get(k) == v
+                    for k, v in labels.items())]
+
+
+def _args(dep: Obj) -> list[str]:
+    containers = dep["spec"]["template"]["spec"].get("containers") or []
+    return [a for c in containers for a in (c.get("command") or []) + (c.get("args") or [])]
+
+
+@check("managedNamespaceSeparate")
+def managed_namespace_separate(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
+    """The namespace whose workflows the controller runs must not be the controller's own."""
+    ns = w["namespace"]
+    deps = _deployments(objs, ns, w.get("controllerLabels") or {"app": "workflow-controller"})
+    if not deps:
+        return False, f"no workflow-controller Deployment found in {ns}; cannot verify the managed namespace"
+    args = _args(deps[0])
+    if _flag(args, "--namespaced") in (None, "false"):
+        return False, (f"workflow-controller in {ns} is a cluster-scoped install: it runs workflows in every namespace, "
+                       f"including its own ({ns}); restrict who may create workflows in {ns}")
+    managed = _flag(args, "--managed-namespace")
+    managed = managed if isinstance(managed, str) else ns
+    if managed == ns:
+        return False, (f"workflow-controller manages its own namespace {ns}: users who can create workflows there "
+                       f"can modify the controller; set --managed-namespace to another namespace")
+    return True, f"workflow-controller in {ns} manages namespace {managed}"
+
+
+@check("deploymentArgs")
+def deployment_args(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
+    """A Deployment's args carry (or lack) a flag value, e.g. argo-server's --auth-mode."""
+    deps = _deployments(objs, w["namespace"], w["labels"])
+    if not deps:
+        return False, f"no Deployment with labels {w['labels']} in {w['namespace']}"
+    value = _flag(_args(deps[0]), w["flag"])
+    name = deps[0]["metadata"]["name"]
+    if "forbid" in w and value == w["forbid"]:
+        return False, f"{name} runs with {w['flag']} {value}"
+    if "require" in w and value not in (w["require"], None if w.get("defaultMatches") else object()):
+        return False, f"{name} runs with {w['flag']} {value if value is not None else '(unset)'}, want {w['require']}"
+    return True, f"{name}: {w['flag']} is {value if value is not None else '(default)'}"
+
+
+def run_checks(profile: str, checks: tuple[dict, ...], objs: list[Obj], source: str | None) -> list[Finding]:
+    out = []
+    for c in checks:
+        fn = CHECKS.get(c["check"])
+        if fn is None:
+            out.append(Finding(profile, c["id"], False, Severity.ERROR, f"unknown check {c['check']!r}",
+                               source=source, line=c.get("line")))
+            continue
+        ok, message = fn(objs, c.get("with") or {})
+        out.append(Finding(profile, c["id"], ok, Severity(c.get("severity", "warning")), message,
+                           source=source, line=c.get("line")))
+    return out

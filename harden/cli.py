@@ -1,0 +1,144 @@
+"""The command line: parses arguments and calls `harden.commands`; errors become exit codes here.
+
+Exit codes follow `terraform plan -detailed-exitcode`: 0 success (no changes), 1 error,
+2 success with changes (only with --detailed-exitcode).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from . import __version__, commands
+from .engine import Request
+from .errors import HardenError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Plan and apply Kubernetes security hardening profiles, Terraform-style.")
+state_app = typer.Typer(no_args_is_help=True, help="Inspect what harden manages.")
+app.add_typer(state_app, name="state")
+
+
+def _consoles() -> tuple[Console, Console]:
+    no_color = bool(os.environ.get("NO_COLOR"))
+    return Console(no_color=no_color, highlight=False, soft_wrap=True), Console(stderr=True, no_color=no_color, highlight=False)
+
+
+ProfileOpt = typer.Option([], "--profile", "-p", help="A built-in profile name or a profile file (repeatable).")
+StackOpt = typer.Option(None, "-f", "--file", help="A stack file: profiles and parameter values for one target.")
+SetOpt = typer.Option([], "--set", help="A parameter value, KEY=VALUE or PROFILE.KEY=VALUE (repeatable).")
+KubeconfigOpt = typer.Option(None, "--kubeconfig", help="Path to the kubeconfig (default: $KUBECONFIG or ~/.kube/config).")
+ContextOpt = typer.Option(None, "--context", help="The kubeconfig context to use.")
+SnapshotOpt = typer.Option(None, "--snapshot", help="Plan offline against a directory or YAML file of manifests.")
+SnapshotNsOpt = typer.Option("default", "--snapshot-namespace", help="Namespace for snapshot objects that name none.")
+StateOpt = typer.Option(os.environ.get("HARDEN_STATE_DIR", "state"), "--state-dir", help="Where state is kept.")
+OutputOpt = typer.Option("text", "--output", "-o", help="text, json, markdown or sarif.")
+
+
+def _request(profile, file, set_, kubeconfig, context, snapshot, snapshot_namespace, state_dir) -> Request:
+    return Request(tuple(profile), file, tuple(set_), kubeconfig, context, snapshot, snapshot_namespace, state_dir)
+
+
+def _run(fn, *args, **kwargs) -> None:
+    out, err = _consoles()
+    try:
+        code = fn(*args, out=out, **kwargs) if "err" not in fn.__code__.co_varnames else fn(*args, out=out, err=err, **kwargs)
+    except HardenError as exc:
+        err.print(f"[bold red]Error:[/bold red] {exc.render()}" if len(exc.diagnostics) == 1 else exc.render(),
+                  highlight=False, markup=len(exc.diagnostics) == 1 and "[" not in exc.render())
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        err.print("Interrupted. State records every write that completed; run `harden plan` to see what is left.")
+        code = 1
+    raise typer.Exit(code)
+
+
+@app.command()
+def plan(profile: List[str] = ProfileOpt, file: Optional[str] = StackOpt, set_: List[str] = SetOpt,
+         kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt,
+         snapshot: Optional[str] = SnapshotOpt, snapshot_namespace: str = SnapshotNsOpt, state_dir: str = StateOpt,
+         out_file: Optional[str] = typer.Option(None, "--out", help="Write the plan as JSON to this file."),
+         detailed_exitcode: bool = typer.Option(False, "--detailed-exitcode", help="Exit 2 when there are changes."),
+         output: str = OutputOpt) -> None:
+    """Show what would change, field by field, and what it does to security."""
+    _run(commands.plan_cmd, _request(profile, file, set_, kubeconfig, context, snapshot, snapshot_namespace, state_dir),
+         out_file=out_file, detailed_exitcode=detailed_exitcode, output=output)
+
+
+@app.command()
+def apply(plan_file: Optional[str] = typer.Argument(None, help="A plan saved with `harden plan --out`."),
+          profile: List[str] = ProfileOpt, file: Optional[str] = StackOpt, set_: List[str] = SetOpt,
+          kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt, state_dir: str = StateOpt,
+          auto_approve: bool = typer.Option(False, "--auto-approve", help="Do not ask for confirmation."),
+          lock_timeout: str = typer.Option("0s", "--lock-timeout", help="How long to wait for the state lock.")) -> None:
+    """Apply the changes (a saved plan exactly, or a fresh plan after confirmation)."""
+    _run(commands.apply_cmd, _request(profile, file, set_, kubeconfig, context, None, "default", state_dir),
+         plan_file=plan_file, auto_approve=auto_approve, lock_timeout=lock_timeout)
+
+
+@app.command()
+def destroy(profile: List[str] = ProfileOpt, file: Optional[str] = StackOpt, set_: List[str] = SetOpt,
+            kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt, state_dir: str = StateOpt,
+            auto_approve: bool = typer.Option(False, "--auto-approve", help="Do not ask for confirmation."),
+            lock_timeout: str = typer.Option("0s", "--lock-timeout", help="How long to wait for the state lock.")) -> None:
+    """Delete what harden created and hand back the fields it set (all of the stack, or the selected profiles)."""
+    _run(commands.apply_cmd, _request(profile, file, set_, kubeconfig, context, None, "default", state_dir),
+         plan_file=None, auto_approve=auto_approve, lock_timeout=lock_timeout, destroy=True)
+
+
+@app.command()
+def show(plan_file: str = typer.Argument(..., help="A plan saved with `harden plan --out`."),
+         output: str = OutputOpt) -> None:
+    """Show a saved plan."""
+    _run(commands.show_cmd, plan_file, output)
+
+
+@app.command()
+def validate(paths: List[str] = typer.Argument(None, help="Profile or stack files or directories (default: built-ins).")) -> None:
+    """Check profile and stack files without touching a cluster."""
+    _run(commands.validate_cmd, list(paths or []))
+
+
+@app.command()
+def profiles(output: str = typer.Option("text", "--output", "-o", help="text or json")) -> None:
+    """List the built-in profiles."""
+    _run(commands.profiles_cmd, output=output)
+
+
+@state_app.command("list")
+def state_list(stack: str = typer.Option("default", "--stack"), state_dir: str = StateOpt) -> None:
+    """List the objects and patches harden manages."""
+    _run(commands.state_list_cmd, state_dir, stack)
+
+
+@state_app.command("show")
+def state_show(key: str, stack: str = typer.Option("default", "--stack"), state_dir: str = StateOpt) -> None:
+    """Show one state record."""
+    _run(commands.state_show_cmd, state_dir, stack, key)
+
+
+@app.command()
+def version() -> None:
+    """Print harden's version."""
+    print(__version__)
+
+
+def main() -> None:
+    try:
+        app()
+    except SystemExit:
+        raise
+    except Exception:  # a bug, not an expected failure: say so, with the traceback
+        import traceback
+
+        traceback.print_exc()
+        print("\nThis is a bug in harden; please report it with the traceback above.", file=sys.stderr)
+        sys.exit(3)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,254 @@
+"""diff: desired fields vs live object -> field-level changes. Pure.
+
+Only the fields harden declares are compared (server-side apply semantics: harden has an opinion
+about its fields and no other). Before comparing, both sides are normalized for what the API
+server fills in by default, so a freshly applied object diffs empty. Lists follow the merge
+strategy of their field: keyed lists (containers by `name`, ...) are paired by key, every other
+list is atomic and compared whole, so an entry another actor appended to a Role's `rules` or a
+NetworkPolicy's `ingress` shows up as drift (it can widen access).
+
+Field ownership (who would conflict) is read from `metadata.managedFields` (fieldsV1).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import yaml
+from deepdiff import DeepDiff
+
+from .model import MANAGER, FieldChange, FieldConflict, Obj
+
+# Merge keys of the keyed (associative) lists harden may touch; every other list is atomic.
+KEYED_LISTS = {
+    "containers": "name", "initContainers": "name", "ephemeralContainers": "name", "env": "name",
+    "volumes": "name", "volumeMounts": "mountPath",
+}
+IGNORED_METADATA = {"resourceVersion", "uid", "creationTimestamp", "generation", "managedFields",
+                    "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds", "finalizers", "ownerReferences"}
+
+
+def _normalize_netpol_ports(rules: list | None) -> list | None:
+    if rules is None:
+        return None
+    out = []
+    for rule in rules:
+        rule = dict(rule)
+        if rule.get("ports"):
+            rule["ports"] = [{"protocol": "TCP", **p} for p in rule["ports"]]
+        out.append({k: v for k, v in rule.items() if v not in (None, [])})
+    return out
+
+
+def normalize(obj: Obj) -> Obj:
+    """Apply the server's defaults that matter for comparison."""
+    obj = copy.deepcopy(obj)
+    kind = obj.get("kind")
+    if kind == "NetworkPolicy":
+        spec = obj.setdefault("spec", {})
+        if "policyTypes" not in spec or not spec["policyTypes"]:
+            spec["policyTypes"] = ["Ingress"] + (["Egress"] if "egress" in spec else [])
+        for direction in ("ingress", "egress"):
+            if direction in spec:
+                spec[direction] = _normalize_netpol_ports(spec[direction])
+        spec.setdefault("podSelector", {})
+    if kind in ("Role", "ClusterRole"):
+        for rule in obj.get("rules") or []:
+            for k in ("apiGroups", "resources", "resourceNames", "nonResourceURLs"):
+                if k in rule and rule[k] is None:
+                    del rule[k]
+    if kind in ("RoleBinding", "ClusterRoleBinding"):
+        for s in obj.get("subjects") or []:
+            if s.get("kind") == "ServiceAccount":
+                s.setdefault("apiGroup", "")
+            else:
+                s.setdefault("apiGroup", "rbac.authorization.k8s.io")
+    return obj
+
+
+def project(live: Any, desired: Any, field: str | None = None) -> Any:
+    """The part of `live` with the shape of `desired`: only keys desired declares, lists by strategy."""
+    if isinstance(desired, dict):
+        if not isinstance(live, dict):
+            return None
+        out = {}
+        for k, v in desired.items():
+            if k in live:
+                out[k] = project(live[k], v, k)
+        return out
+    if isinstance(desired, list) and field in KEYED_LISTS and isinstance(live, list):
+        key = KEYED_LISTS[field]
+        by_key = {item.get(key): item for item in live if isinstance(item, dict)}
+        return [project(by_key[d.get(key)], d, None) for d in desired
+                if isinstance(d, dict) and d.get(key) in by_key]
+    return live
+
+
+def comparable(body: Obj) -> Obj:
+    """What harden compares: the body without server-owned metadata, YAML-in-ConfigMap parsed."""
+    body = normalize(body)
+    meta = body.get("metadata") or {}
+    body["metadata"] = {k: v for k, v in meta.items() if k not in IGNORED_METADATA}
+    body.pop("status", None)
+    if body.get("kind") == "ConfigMap" and isinstance(body.get("data"), dict):
+        # A YAML document inside a ConfigMap value is compared as structure, not text.
+        body["data"] = {k: _maybe_yaml(v) for k, v in body["data"].items()}
+    return body
+
+
+def _maybe_yaml(text: Any) -> Any:
+    if not isinstance(text, str) or "\n" not in text:
+        return text
+    try:
+        parsed = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return parsed if isinstance(parsed, (dict, list)) else text
+
+
+def _path_text(path: list) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def diff_fields(desired: Obj, live: Obj | None) -> list[FieldChange]:
+    """Field changes that applying `desired` would make to `live` (None: the object is new)."""
+    want = comparable(desired)
+    for k in ("apiVersion", "kind"):
+        want.pop(k, None)
+    want["metadata"] = {k: v for k, v in want["metadata"].items() if k not in ("name", "namespace")}
+    if not want["metadata"]:
+        del want["metadata"]
+    if live is None:
+        return [FieldChange(_path_text(p), None, v) for p, v in _leaves(want, [])]
+    have = project(comparable(live), want)
+    dd = DeepDiff(have, want, view="tree", ignore_order=False, verbose_level=2)
+    changes = []
+    for report in dd.values():
+        for level in report:
+            path = level.path(output_format="list")
+            before = None if _missing(level.t1) else level.t1
+            after = None if _missing(level.t2) else level.t2
+            changes.append(FieldChange(_path_text(path), before, after))
+    return sorted(changes, key=lambda c: c.path)
+
+
+def _missing(v: Any) -> bool:
+    return type(v).__name__ == "NotPresent"
+
+
+def _leaves(value: Any, path: list):
+    if isinstance(value, dict) and value:
+        for k, v in value.items():
+            yield from _leaves(v, path + [k])
+    else:
+        yield path, value
+
+
+# -- field ownership --------------------------------------------------------------------------
+
+def _owns(fields: dict, path: list, live_at: Any) -> bool:
+    """Whether a fieldsV1 set covers `path` (walking keyed lists by their merge key)."""
+    node = fields
+    cur = live_at
+    parent_key: str | None = None
+    for p in path:
+        if not node:  # an empty set here means this whole (atomic) field is owned
+            return True
+        if isinstance(p, int):
+            if parent_key in KEYED_LISTS and isinstance(cur, list) and p < len(cur):
+                key = KEYED_LISTS[parent_key]
+                token = "k:" + json.dumps({key: cur[p].get(key)}, separators=(",", ":"))
+                if token not in node:
+                    return False
+                node, cur = node[token], cur[p]
+                continue
+            return True  # an index into an atomic list: owning the list owns the entry
+        token = f"f:{p}"
+        if token not in node:
+            return False
+        node = node[token]
+        cur = cur.get(p) if isinstance(cur, dict) else None
+        parent_key = p
+    return True
+
+
+def _split(path: str) -> list:
+    out: list = []
+    for part in path.replace("]", "").split("."):
+        while "[" in part:
+            head, _, rest = part.partition("[")
+            if head:
+                out.append(head)
+            part = rest
+            out.append(int(part) if part.isdigit() else part)
+            part = ""
+        if part:
+            out.append(part)
+    return out
+
+
+def conflicts(live: Obj | None, changes: list[FieldChange]) -> list[FieldConflict]:
+    """Fields harden would change that another field manager owns (their apply would conflict)."""
+    if not live:
+        return []
+    out: dict[tuple[str, str], FieldConflict] = {}
+    for entry in (live.get("metadata") or {}).get("managedFields") or []:
+        manager = entry.get("manager", "")
+        if manager == MANAGER:
+            continue
+        fields = entry.get("fieldsV1") or {}
+        for change in changes:
+            path = _split(change.path)
+            if _owns(fields, path, live):
+                top = _atomic_prefix(path)
+                out[(top, manager)] = FieldConflict(top, manager, entry.get("operation", ""))
+    return sorted(out.values(), key=lambda c: (c.path, c.manager))
+
+
+def _atomic_prefix(path: list) -> str:
+    """Report a conflict on the field that is owned as a whole (`rules`, not `rules[0].verbs[3]`)."""
+    for i, p in enumerate(path):
+        if isinstance(p, int) and (i == 0 or path[i - 1] not in KEYED_LISTS):
+            return _path_text(path[:i])
+    return _path_text(path)
+
+
+def merge_partial(base: Any, partial: Any, field: str | None = None) -> Any:
+    """Merge a partial object into `base` the way server-side apply does for harden's fields:
+    mappings merge, keyed lists merge entry by entry, atomic lists are replaced."""
+    if isinstance(base, dict) and isinstance(partial, dict):
+        out = dict(base)
+        for k, v in partial.items():
+            out[k] = merge_partial(base.get(k), v, k) if k in base else copy.deepcopy(v)
+        return out
+    if isinstance(base, list) and isinstance(partial, list) and field in KEYED_LISTS:
+        key = KEYED_LISTS[field]
+        out_list = [copy.deepcopy(x) for x in base]
+        index = {x.get(key): i for i, x in enumerate(out_list) if isinstance(x, dict)}
+        for item in partial:
+            k = item.get(key) if isinstance(item, dict) else None
+            if k in index:
+                out_list[index[k]] = merge_partial(out_list[index[k]], item, None)
+            else:
+                out_list.append(copy.deepcopy(item))
+        return out_list
+    return copy.deepcopy(partial)
+
+
+def restore_shape(live: Any, partial: Any, field: str | None = None) -> Any:
+    """What `live` holds at the fields of `partial`, with None where it holds nothing: a
+    strategic-merge patch that puts those fields back as they were."""
+    if isinstance(partial, dict):
+        live = live if isinstance(live, dict) else {}
+        return {k: (restore_shape(live.get(k), v, k) if k in live else None) for k, v in partial.items()}
+    if isinstance(partial, list) and field in KEYED_LISTS:
+        key = KEYED_LISTS[field]
+        by_key = {x.get(key): x for x in (live or []) if isinstance(x, dict)}
+        return [{key: p.get(key), **{k: v for k, v in restore_shape(by_key.get(p.get(key), {}), p, None).items() if k != key}}
+                for p in partial if isinstance(p, dict) and p.get(key) in by_key]
+    return copy.deepcopy(live)

@@ -1,0 +1,101 @@
+"""The pipeline, chained: select -> render -> observe -> plan -> findings and impact.
+
+Commands call these functions; nothing here prints. Building the plan reads the cluster (or the
+snapshot) once, in bulk; everything after that is pure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .checks import run_checks
+from .load import Selection, select
+from .model import Finding, Plan, Severity
+from .observe import ClusterSource, Live, SnapshotSource
+from .plan import kinds_needed, make_plan, predict
+from .render import Rendered, render
+from .state import FileBackend, State
+
+
+@dataclass(frozen=True)
+class Request:
+    profiles: tuple[str, ...] = ()
+    stack_file: str | None = None
+    sets: tuple[str, ...] = ()
+    kubeconfig: str | None = None
+    context: str | None = None
+    snapshot: str | None = None
+    snapshot_namespace: str = "default"
+    state_dir: str = "state"
+
+
+@dataclass
+class Planned:
+    plan: Plan
+    live: Live
+    client: Any
+    backend: FileBackend
+    state: State
+    profile_files: dict[str, str] = field(default_factory=dict)
+
+
+def connect(req: Request) -> tuple[Any, Any]:
+    """(source, client): a snapshot needs no client; a cluster goes through `harden.kube`."""
+    if req.snapshot:
+        return SnapshotSource(req.snapshot, req.snapshot_namespace), None
+    from .kube import KubeClient  # imported lazily: offline use never loads the client
+
+    client = KubeClient(req.kubeconfig, req.context)
+    return ClusterSource(client), client
+
+
+def rendered_for(selection: Selection) -> list[Rendered]:
+    return [render(s, selection.stack) for s in selection.items]
+
+
+def build_plan(req: Request, *, destroy: bool = False, with_impact: bool = True) -> Planned:
+    if destroy and not (req.profiles or req.stack_file):
+        selection = Selection("default", ())
+    else:
+        selection = select(list(req.profiles), req.stack_file, list(req.sets))
+    rendered = rendered_for(selection)
+    backend = FileBackend(req.state_dir, selection.stack)
+    state = backend.read()
+    source, client = connect(req)
+    live = source.observe(kinds_needed(rendered, state))
+    files = {s.profile.name: s.profile.file for s in selection.items}
+    if destroy:
+        plan = make_plan([], live, state, selection.stack, selection=selection.description,
+                         destroy_profiles={s.profile.name for s in selection.items})
+    else:
+        plan = make_plan(rendered, live, state, selection.stack, selection=selection.description, profile_files=files)
+    findings: list[Finding] = []
+    if not destroy:
+        objs = live.all()
+        for r in rendered:
+            findings += run_checks(r.profile, r.checks, objs, files.get(r.profile))
+    after = predict(live, plan)
+    if not destroy:
+        findings += evaluate_expectations(rendered, after, files)
+    impact = security_impact(live.all(), after) if with_impact else {}
+    plan = replace(plan, findings=tuple(findings), impact=impact)
+    return Planned(plan, live, client, backend, state, files)
+
+
+def evaluate_expectations(rendered: list[Rendered], objs: list[dict], files: dict[str, str]) -> list[Finding]:
+    from .impact import expectations
+
+    out: list[Finding] = []
+    for r in rendered:
+        for e in r.expectations:
+            ok, message = expectations.evaluate(objs, e)
+            out.append(Finding(r.profile, e["id"], ok, Severity.ERROR, message, kind="expectation",
+                               source=files.get(r.profile), line=e.get("line")))
+    return out
+
+
+def security_impact(before: list[dict], after: list[dict]) -> dict:
+    from .impact import summary
+
+    return summary.impact(before, after)

@@ -1,0 +1,417 @@
+"""load: parse and validate profiles, stacks and parameter values.
+
+Nothing here knows about clusters. Every problem in the input is collected and reported at once
+(file, line, field, fix hint) before anything else runs. Structure is checked by the JSON Schemas
+shipped in `harden/schema/`; what a schema cannot say (a CIDR parses, a port is in range, a
+parameter exists) is checked here with the standard library's parsers.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from .errors import Diagnostic, Diagnostics, InputError
+from .yamlsrc import Document, PathT, dotted, load_file
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
+
+
+def builtin_profiles_dir() -> Path:
+    """Profiles ship at the repository's top level (`profiles/`), beside the package."""
+    return Path(__file__).resolve().parent.parent / "profiles"
+
+
+@cache
+def _schema(name: str) -> dict:
+    return json.loads(resources.files("harden").joinpath("schema", f"{name}.schema.json").read_text())
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    title: str
+    doc: Document
+    parameters: dict[str, dict]  # name -> declaration
+
+    @property
+    def data(self) -> dict:
+        return self.doc.data
+
+    @property
+    def file(self) -> str:
+        return self.doc.file
+
+    def line(self, *path: Any) -> int:
+        return self.doc.line_of(path)
+
+
+@dataclass(frozen=True)
+class Selected:
+    """One profile with its parameter values resolved and validated."""
+
+    profile: Profile
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Selection:
+    stack: str
+    items: tuple[Selected, ...]
+    description: dict = field(default_factory=dict)
+
+
+def _schema_diagnostics(doc: Document, schema: dict) -> list[Diagnostic]:
+    out = []
+    validator = jsonschema.Draft202012Validator(schema)
+    for err in sorted(validator.iter_errors(doc.data), key=lambda e: list(map(str, e.absolute_path))):
+        path: PathT = tuple(err.absolute_path)
+        message = err.message
+        hint = None
+        if err.validator == "additionalProperties":
+            extra = re.findall(r"'([^']+)'", message.split("(")[-1]) if "(" in message else []
+            if extra:
+                path = path + (extra[0],)
+                allowed = sorted((err.schema.get("properties") or {}).keys())
+                message = f"unknown key {extra[0]!r}"
+                hint = f"allowed keys here: {', '.join(allowed)}"
+        elif err.validator == "type":
+            hint = f"expected {err.validator_value}"
+        elif err.validator in ("enum", "const"):
+            hint = f"use one of: {err.validator_value}" if err.validator == "enum" else f"use {err.validator_value!r}"
+        elif err.validator == "required":
+            hint = "add the missing key"
+        out.append(Diagnostic(message, file=doc.file, line=doc.line_of(path),
+                              field=dotted(path) or None, hint=hint))
+    return out
+
+
+def parse_profile(doc: Document) -> Profile:
+    problems = _schema_diagnostics(doc, _schema("profile"))
+    if problems:
+        raise Diagnostics(problems)
+    data = doc.data
+    params = {p["name"]: p for p in data.get("parameters", [])}
+    profile = Profile(data["metadata"]["name"], data["metadata"]["title"], doc, params)
+    # Defaults must themselves be valid values, and `${x}` references must name declared parameters.
+    for i, decl in enumerate(data.get("parameters", [])):
+        if "default" in decl:
+            try:
+                coerce(decl, decl["default"])
+            except ValueError as exc:
+                problems.append(Diagnostic(f"default of parameter {decl['name']!r} is invalid: {exc}",
+                                           file=doc.file, line=doc.line_of(("parameters", i, "default")),
+                                           field=f"parameters[{i}].default"))
+    for path, ref in _references(data, ()):
+        if ref not in params:
+            problems.append(Diagnostic(f"reference to undeclared parameter ${{{ref}}}", file=doc.file,
+                                       line=doc.line_of(path), field=dotted(path),
+                                       hint=f"declare it under parameters, or use one of: {', '.join(params) or '(none)'}"))
+    target_ids = {t["id"] for t in data.get("targets", [])}
+    for i, patch in enumerate(data.get("patches", [])):
+        if patch["target"] not in target_ids:
+            problems.append(Diagnostic(f"patch names unknown target {patch['target']!r}", file=doc.file,
+                                       line=doc.line_of(("patches", i, "target")), field=f"patches[{i}].target",
+                                       hint=f"declare it under targets ({', '.join(sorted(target_ids)) or 'none declared'})"))
+    if problems:
+        raise Diagnostics(problems)
+    return profile
+
+
+_REF = re.compile(r"\$\{([A-Za-z][A-Za-z0-9]*)(?:\.[-A-Za-z0-9_./]+)?\}")
+
+
+def _references(value: Any, path: PathT):
+    if isinstance(value, str):
+        for m in _REF.finditer(value):
+            yield path, m.group(1)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _references(v, path + (k,))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _references(v, path + (i,))
+
+
+def load_profile(ref: str) -> Profile:
+    """A built-in profile by name, or a profile file by path."""
+    path = Path(ref)
+    if not (ref.endswith((".yaml", ".yml")) or "/" in ref):
+        path = builtin_profiles_dir() / f"{ref}.yaml"
+        if not path.exists():
+            raise InputError(f"unknown profile {ref!r}",
+                             hint=f"built-in profiles: {', '.join(builtin_profile_names())}; or pass a path to a profile file")
+    docs = load_file(path)
+    if len(docs) != 1:
+        raise InputError(f"a profile file holds exactly one YAML document, found {len(docs)}", file=str(path))
+    return parse_profile(docs[0])
+
+
+def builtin_profile_names() -> list[str]:
+    return sorted(p.stem for p in builtin_profiles_dir().glob("*.yaml"))
+
+
+# -- parameter values -------------------------------------------------------------------------
+
+def _cidr(v: Any) -> str:
+    if not isinstance(v, str):
+        raise ValueError(f"expected a CIDR string like 10.0.0.0/8, got {v!r}")
+    try:
+        ipaddress.ip_network(v, strict=False)
+    except ValueError:
+        raise ValueError(f"{v!r} is not a valid CIDR (write it like 10.0.0.0/8 or 2001:db8::/32)") from None
+    if "/" not in v:
+        raise ValueError(f"{v!r} has no prefix length (write it like {v}/32)")
+    return v
+
+
+def _port(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        if isinstance(v, str) and v.isdigit():
+            v = int(v)
+        else:
+            raise ValueError(f"expected a port number 1-65535, got {v!r}")
+    if not 1 <= v <= 65535:
+        raise ValueError(f"port {v} is out of range (1-65535)")
+    return v
+
+
+def _labels(v: Any) -> dict[str, str]:
+    if isinstance(v, str):
+        out = {}
+        for part in filter(None, (p.strip() for p in v.split(","))):
+            if "=" not in part:
+                raise ValueError(f"{part!r} is not KEY=VALUE (write a selector like app=postgres,tier=db)")
+            k, _, val = part.partition("=")
+            out[k.strip()] = val.strip()
+        v = out
+    if not isinstance(v, dict):
+        raise ValueError(f"expected labels as a mapping or KEY=VALUE[,KEY=VALUE], got {v!r}")
+    for k, val in v.items():
+        if not isinstance(k, str) or not LABEL_KEY.match(k):
+            raise ValueError(f"{k!r} is not a valid label key")
+        if not isinstance(val, str) or not LABEL_VALUE.match(val):
+            raise ValueError(f"label {k}: {val!r} is not a valid label value (quote numbers: \"1\")")
+    return dict(v)
+
+
+def _namespace(v: Any) -> str:
+    if not isinstance(v, str) or not DNS_LABEL.match(v) or len(v) > 63:
+        raise ValueError(f"{v!r} is not a valid namespace name (lowercase letters, digits, '-')")
+    return v
+
+
+def _peer(v: Any) -> dict:
+    """A network peer: a CIDR string, or {namespace?, podSelector?} for in-cluster pods."""
+    if isinstance(v, str):
+        return {"cidr": _cidr(v)}
+    if isinstance(v, dict):
+        unknown = set(v) - {"namespace", "podSelector", "cidr", "except"}
+        if unknown:
+            raise ValueError(f"unknown key(s) {sorted(unknown)} in peer (use cidr, except, namespace, podSelector)")
+        if "cidr" in v:
+            return {"cidr": _cidr(v["cidr"]), **({"except": [_cidr(x) for x in v["except"]]} if v.get("except") else {})}
+        out: dict[str, Any] = {}
+        if "namespace" in v:
+            out["namespace"] = _namespace(v["namespace"])
+        out["podSelector"] = _labels(v.get("podSelector") or {})
+        return out
+    raise ValueError(f"expected a CIDR or {{namespace, podSelector}}, got {v!r}")
+
+
+def _typed(kind: type, what: str):
+    def check(v: Any) -> Any:
+        if isinstance(v, bool) and kind is not bool:
+            raise ValueError(f"expected {what}, got {v!r}")
+        if not isinstance(v, kind):
+            raise ValueError(f"expected {what}, got {v!r}")
+        return v
+    return check
+
+
+def _list_of(inner, what: str):
+    def check(v: Any) -> list:
+        if isinstance(v, str):
+            v = [x.strip() for x in v.split(",") if x.strip()]
+        if not isinstance(v, list):
+            raise ValueError(f"expected a list of {what}, got {v!r}")
+        return [inner(x) for x in v]
+    return check
+
+
+COERCE = {
+    "string": _typed(str, "a string"),
+    "namespace": _namespace,
+    "cidr": _cidr,
+    "cidrList": _list_of(_cidr, "CIDRs"),
+    "port": _port,
+    "portList": _list_of(_port, "ports"),
+    "labelSelector": _labels,
+    "peer": _peer,
+    "boolean": _typed(bool, "true or false"),
+    "integer": _typed(int, "an integer"),
+    "stringList": _list_of(_typed(str, "a string"), "strings"),
+}
+
+
+def coerce(decl: dict, value: Any) -> Any:
+    return COERCE[decl["type"]](value)
+
+
+@dataclass(frozen=True)
+class Value:
+    """A parameter value and where it was given, for error messages."""
+
+    value: Any
+    file: str | None
+    line: int | None
+    field: str
+
+
+def resolve_values(profile: Profile, given: dict[str, Value], problems: list[Diagnostic]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, decl in profile.parameters.items():
+        if name in given:
+            v = given[name]
+            try:
+                out[name] = coerce(decl, v.value)
+            except ValueError as exc:
+                problems.append(Diagnostic(f"parameter {name!r} of profile {profile.name!r}: {exc}",
+                                           file=v.file, line=v.line, field=v.field,
+                                           hint=decl.get("description")))
+        elif "default" in decl:
+            out[name] = coerce(decl, decl["default"])
+        elif decl.get("required", False):
+            i = list(profile.parameters).index(name)
+            problems.append(Diagnostic(f"profile {profile.name!r} needs parameter {name!r} ({decl['type']})",
+                                       file=profile.file, line=profile.line("parameters", i, "name"),
+                                       field=f"parameters.{name}",
+                                       hint=f"pass --set {name}=VALUE or set it under `with:` in the stack file"
+                                            + (f"; {decl['description']}" if decl.get("description") else "")))
+        else:
+            out[name] = None
+    return out
+
+
+def parse_set(pairs: list[str], problems: list[Diagnostic]) -> dict[str, Value]:
+    out: dict[str, Value] = {}
+    for pair in pairs:
+        key, eq, raw = pair.partition("=")
+        if not eq or not key:
+            problems.append(Diagnostic(f"--set {pair!r} is not KEY=VALUE", field=f"--set {pair}",
+                                       hint="write --set namespace=argo or --set metrics-ingress.prometheusNamespace=monitoring"))
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            value = raw
+        out[key.strip()] = Value(value, None, None, f"--set {key}")
+    return out
+
+
+def stack_name(stack_file: str | None) -> str:
+    """The stack a selection belongs to (its state file and lock), read before anything else."""
+    if not stack_file:
+        return "default"
+    docs = load_file(stack_file)
+    meta = docs[0].data.get("metadata") if docs and isinstance(docs[0].data, dict) else None
+    name = meta.get("name") if isinstance(meta, dict) else None
+    if not isinstance(name, str) or not DNS_LABEL.match(name):
+        raise InputError("stack file has no valid metadata.name", file=stack_file,
+                         line=docs[0].line_of(("metadata", "name")) if docs else None, field="metadata.name",
+                         hint="name the stack with lowercase letters, digits and '-'")
+    return name
+
+
+def select(profile_refs: list[str], stack_file: str | None, sets: list[str]) -> Selection:
+    """Resolve the user's selection (profiles, stack file, --set) into validated profiles and values."""
+    problems: list[Diagnostic] = []
+    cli_values = parse_set(sets, problems)
+    entries: list[tuple[str, dict[str, Value], tuple[str | None, int | None, str]]] = []
+    stack_name = "default"
+    shared: dict[str, Value] = {}
+    if stack_file:
+        docs = load_file(stack_file)
+        if len(docs) != 1:
+            raise InputError(f"a stack file holds exactly one YAML document, found {len(docs)}", file=stack_file)
+        doc = docs[0]
+        problems += _schema_diagnostics(doc, _schema("stack"))
+        if problems:
+            raise Diagnostics(problems)
+        stack_name = doc.data["metadata"]["name"]
+        for k, v in (doc.data.get("parameters") or {}).items():
+            shared[k] = Value(v, doc.file, doc.line_of(("parameters", k)), f"parameters.{k}")
+        for i, entry in enumerate(doc.data["profiles"]):
+            with_values = {k: Value(v, doc.file, doc.line_of(("profiles", i, "with", k)), f"profiles[{i}].with.{k}")
+                           for k, v in (entry.get("with") or {}).items()}
+            ref = entry["profile"]
+            if ("/" in ref or ref.endswith((".yaml", ".yml"))) and not Path(ref).is_absolute():
+                ref = str(Path(stack_file).parent / ref)  # profile paths are relative to the stack file
+            entries.append((ref, with_values, (doc.file, doc.line_of(("profiles", i, "profile")), f"profiles[{i}].profile")))
+    for ref in profile_refs:
+        entries.append((ref, {}, (None, None, f"--profile {ref}")))
+    if not entries:
+        raise InputError("no profiles selected",
+                         hint="pass --profile NAME (see `harden profiles`) or -f STACK.yaml")
+
+    items: list[Selected] = []
+    seen: set[str] = set()
+    for ref, with_values, (file, line, fld) in entries:
+        try:
+            profile = load_profile(ref)
+        except Diagnostics as exc:
+            problems += exc.diagnostics
+            continue
+        except InputError as exc:
+            d = exc.diagnostic
+            problems.append(Diagnostic(d.summary, file=d.file or file, line=d.line or line,
+                                       field=d.field or fld, hint=d.hint))
+            continue
+        if profile.name in seen:
+            problems.append(Diagnostic(f"profile {profile.name!r} is selected twice", file=file, line=line, field=fld,
+                                       hint="select each profile once"))
+            continue
+        seen.add(profile.name)
+        given: dict[str, Value] = {}
+        for k, v in shared.items():
+            if k in profile.parameters:
+                given[k] = v
+        for k, v in with_values.items():
+            if k not in profile.parameters:
+                problems.append(Diagnostic(f"profile {profile.name!r} has no parameter {k!r}", file=v.file,
+                                           line=v.line, field=v.field,
+                                           hint=f"its parameters: {', '.join(profile.parameters) or '(none)'}"))
+            else:
+                given[k] = v
+        for k, v in cli_values.items():
+            pname, dot, pkey = k.rpartition(".")
+            if dot and pname == profile.name and pkey in profile.parameters:
+                given[pkey] = v
+            elif not dot and k in profile.parameters:
+                given[k] = v
+        items.append(Selected(profile, resolve_values(profile, given, problems)))
+
+    known = {f"{s.profile.name}.{p}" for s in items for p in s.profile.parameters} | {p for s in items for p in s.profile.parameters}
+    for k, v in cli_values.items():
+        if k not in known:
+            problems.append(Diagnostic(f"no selected profile has parameter {k!r}", field=v.field,
+                                       hint=f"known: {', '.join(sorted(known)) or '(none)'}"))
+    for k, v in shared.items():
+        if k not in known:
+            problems.append(Diagnostic(f"no selected profile has parameter {k!r}", file=v.file, line=v.line,
+                                       field=v.field, hint=f"known: {', '.join(sorted(p for p in known if '.' not in p))}"))
+    if problems:
+        raise Diagnostics(problems)
+    return Selection(stack_name, tuple(items), {"profiles": [s.profile.name for s in items],
+                                                "stackFile": stack_file, "set": list(sets)})

@@ -1,0 +1,247 @@
+"""The vocabulary every stage shares: resource keys, actions, field changes, plans.
+
+Values are frozen dataclasses; anything that is serialized (actions, change kinds) is a `str`
+enum so a saved plan is plain JSON that round-trips without pickle. `Action` values are the
+glyphs the plan prints, as in Terraform's `plans.Action`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+MANAGER = "harden"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_PROFILE = "harden.dev/profile"
+LABEL_STACK = "harden.dev/stack"
+PLAN_FORMAT = 1
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True, order=True)
+class ResourceKey:
+    """Identity of an object: group, kind, namespace, name (as gitops-engine's ResourceKey)."""
+
+    group: str
+    kind: str
+    namespace: str
+    name: str
+
+    @classmethod
+    def of(cls, obj: Obj) -> "ResourceKey":
+        api_version = obj.get("apiVersion", "")
+        group = api_version.split("/")[0] if "/" in api_version else ""
+        meta = obj.get("metadata") or {}
+        return cls(group, obj.get("kind", ""), meta.get("namespace") or "", meta.get("name", ""))
+
+    @classmethod
+    def parse(cls, text: str) -> "ResourceKey":
+        """Inverse of `str()`: `[group/]Kind/[namespace/]name`, e.g. `networking.k8s.io/NetworkPolicy/argo/x`."""
+        parts = text.split("/")
+        if len(parts) == 4:
+            return cls(*parts)
+        if len(parts) == 3:
+            # Ambiguous without the group; `str()` always writes 4 parts for namespaced objects
+            # and `group/Kind//name` for cluster-scoped ones, so 3 parts means core-group Kind/ns/name.
+            return cls("", parts[0], parts[1], parts[2])
+        if len(parts) == 2:
+            return cls("", parts[0], "", parts[1])
+        raise ValueError(f"not a resource key: {text!r}")
+
+    def __str__(self) -> str:
+        return f"{self.group}/{self.kind}/{self.namespace}/{self.name}"
+
+    def display(self) -> str:
+        kind = f"{self.kind}.{self.group}" if self.group else self.kind
+        where = f"{self.namespace}/{self.name}" if self.namespace else self.name
+        return f"{kind} {where}"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"group": self.group, "kind": self.kind, "namespace": self.namespace, "name": self.name}
+
+
+class Action(str, enum.Enum):
+    CREATE = "+"
+    UPDATE = "~"
+    DELETE = "-"
+    RELEASE = "<"  # give fields harden set back to their previous owner and value
+    NOOP = " "
+
+    @property
+    def verb(self) -> str:
+        return {"+": "created", "~": "updated in place", "-": "destroyed",
+                "<": "released (restored to its value before harden)", " ": "unchanged"}[self.value]
+
+
+class ChangeKind(str, enum.Enum):
+    OBJECT = "object"  # an object harden owns outright
+    PATCH = "patch"    # fields harden sets on an object another actor owns
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    path: str
+    before: Any
+    after: Any
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "before": self.before, "after": self.after}
+
+
+@dataclass(frozen=True)
+class FieldConflict:
+    """A field harden will change that another field manager owns (server-side apply conflict)."""
+
+    path: str
+    manager: str
+    operation: str
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "manager": self.manager, "operation": self.operation}
+
+
+@dataclass(frozen=True)
+class Change:
+    key: ResourceKey
+    api_version: str
+    action: Action
+    kind: ChangeKind
+    profile: str
+    reason: str
+    body: Obj | None = None                 # what apply sends (SSA config, or restore patch)
+    fields: tuple[FieldChange, ...] = ()
+    conflicts: tuple[FieldConflict, ...] = ()
+    observed_resource_version: str | None = None  # None: the object did not exist
+    restore: Obj | None = None              # for patches: what release puts back, and as whom
+    field_paths: tuple[str, ...] = ()       # for patches: the fields harden sets
+
+    def to_dict(self) -> dict:
+        return {
+            "key": self.key.to_dict(),
+            "address": str(self.key),
+            "apiVersion": self.api_version,
+            "action": self.action.name.lower(),
+            "kind": self.kind.value,
+            "profile": self.profile,
+            "reason": self.reason,
+            "body": self.body,
+            "fields": [f.to_dict() for f in self.fields],
+            "conflicts": [c.to_dict() for c in self.conflicts],
+            "observedResourceVersion": self.observed_resource_version,
+            "restore": self.restore,
+            "fieldPaths": list(self.field_paths),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Change":
+        return cls(
+            key=ResourceKey(**d["key"]),
+            api_version=d["apiVersion"],
+            action=Action[d["action"].upper()],
+            kind=ChangeKind(d["kind"]),
+            profile=d["profile"],
+            reason=d["reason"],
+            body=d.get("body"),
+            fields=tuple(FieldChange(**f) for f in d.get("fields", [])),
+            conflicts=tuple(FieldConflict(**c) for c in d.get("conflicts", [])),
+            observed_resource_version=d.get("observedResourceVersion"),
+            restore=d.get("restore"),
+            field_paths=tuple(d.get("fieldPaths", [])),
+        )
+
+
+class Severity(str, enum.Enum):
+    ERROR = "error"
+    WARNING = "warning"
+    NOTE = "note"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The result of a profile check or expectation, evaluated on the live or predicted state."""
+
+    profile: str
+    id: str
+    passed: bool
+    severity: Severity
+    message: str
+    kind: str = "check"  # check | expectation
+    source: str | None = None  # profile file, for SARIF locations
+    line: int | None = None
+
+    def to_dict(self) -> dict:
+        d = {"profile": self.profile, "id": self.id, "passed": self.passed,
+             "severity": self.severity.value, "message": self.message, "kind": self.kind}
+        if self.source:
+            d["source"] = self.source
+        if self.line:
+            d["line"] = self.line
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Finding":
+        return cls(profile=d["profile"], id=d["id"], passed=d["passed"], severity=Severity(d["severity"]),
+                   message=d["message"], kind=d.get("kind", "check"), source=d.get("source"),
+                   line=d.get("line"))
+
+
+@dataclass(frozen=True)
+class Plan:
+    stack: str
+    lineage: str | None
+    serial: int
+    changes: tuple[Change, ...]
+    findings: tuple[Finding, ...] = ()
+    targets: tuple[dict, ...] = ()   # which object each profile target resolved to (or none)
+    impact: dict = field(default_factory=dict)
+    source: dict = field(default_factory=dict)
+    selection: dict = field(default_factory=dict)
+    created_at: str = ""
+    harden_version: str = ""
+
+    @property
+    def actionable(self) -> tuple[Change, ...]:
+        return tuple(c for c in self.changes if c.action is not Action.NOOP)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.actionable)
+
+    def counts(self) -> dict[str, int]:
+        acts = [c.action for c in self.actionable]
+        return {"add": acts.count(Action.CREATE), "change": acts.count(Action.UPDATE),
+                "release": acts.count(Action.RELEASE), "destroy": acts.count(Action.DELETE)}
+
+    @property
+    def failed_findings(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if not f.passed and f.severity is Severity.ERROR)
+
+    def to_dict(self) -> dict:
+        return {
+            "formatVersion": PLAN_FORMAT,
+            "hardenVersion": self.harden_version,
+            "createdAt": self.created_at,
+            "stack": self.stack,
+            "lineage": self.lineage,
+            "serial": self.serial,
+            "source": self.source,
+            "selection": self.selection,
+            "summary": self.counts(),
+            "changes": [c.to_dict() for c in self.changes],
+            "targets": list(self.targets),
+            "findings": [f.to_dict() for f in self.findings],
+            "impact": self.impact,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Plan":
+        return cls(
+            stack=d["stack"], lineage=d.get("lineage"), serial=d["serial"],
+            changes=tuple(Change.from_dict(c) for c in d["changes"]),
+            findings=tuple(Finding.from_dict(f) for f in d.get("findings", [])),
+            targets=tuple(d.get("targets", [])), impact=d.get("impact", {}),
+            source=d.get("source", {}), selection=d.get("selection", {}),
+            created_at=d.get("createdAt", ""), harden_version=d.get("hardenVersion", ""),
+        )

@@ -1,0 +1,51 @@
+"""Secret values are removed once, where objects enter harden (observe), never per output format.
+
+Secret `data`/`stringData` values are replaced by a marker (keys are kept: a plan may need to
+know a key exists, never what it holds). The last-applied annotation of a Secret holds its data in
+clear text and goes too. Literal env values whose names look like credentials are masked as well:
+the upstream quick starts put passwords there (e.g. MINIO_SECRET_KEY).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+
+from .model import Obj
+
+REDACTED = "(sensitive value)"
+SECRETISH = re.compile(r"(pass(word|wd)?|secret|token|credential|private|api[-_]?key|access[-_]?key)", re.I)
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def _containers(obj: Obj):
+    spec = obj.get("spec") or {}
+    for pod in (spec, (spec.get("template") or {}).get("spec") or {},
+                (((spec.get("jobTemplate") or {}).get("spec") or {}).get("template") or {}).get("spec") or {}):
+        for key in ("containers", "initContainers", "ephemeralContainers"):
+            for c in pod.get(key) or []:
+                if isinstance(c, dict):
+                    yield c
+
+
+def redact(obj: Obj) -> Obj:
+    kind = obj.get("kind")
+    if kind == "Secret":
+        obj = copy.deepcopy(obj)
+        for field in ("data", "stringData"):
+            if isinstance(obj.get(field), dict):
+                obj[field] = {k: REDACTED for k in obj[field]}
+        ann = (obj.get("metadata") or {}).get("annotations") or {}
+        if LAST_APPLIED in ann:
+            ann[LAST_APPLIED] = REDACTED
+        return obj
+    if kind in ("Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob"):
+        obj = copy.deepcopy(obj)
+        for c in _containers(obj):
+            for env in c.get("env") or []:
+                if "value" in env and SECRETISH.search(env.get("name", "")):
+                    env["value"] = REDACTED
+        ann = (obj.get("metadata") or {}).get("annotations") or {}
+        if LAST_APPLIED in ann:
+            ann[LAST_APPLIED] = REDACTED
+    return obj

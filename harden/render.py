@@ -1,0 +1,322 @@
+"""render: profile + parameter values -> desired objects and patch intents. Pure.
+
+Parameters are substituted structurally, never by text templating: a string that is exactly
+`${name}` becomes the typed value (a list, a mapping, a NetworkPolicy peer), and `${name}` inside a
+longer string is interpolated with `string.Template`. This keeps YAML structure (and therefore the
+profile's line numbers) intact, and a value can never inject YAML.
+
+Patches that depend on the live object (reduce a Role's verbs, edit a container's args, merge YAML
+inside a ConfigMap key) are rendered as intents here and materialized against the live object by
+`materialize`, still a pure function of (intent, live object).
+"""
+
+from __future__ import annotations
+
+import copy
+import string
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from .load import Selected
+from .model import LABEL_MANAGED_BY, LABEL_PROFILE, LABEL_STACK, MANAGER, Obj, ResourceKey
+
+
+@dataclass(frozen=True)
+class DesiredObject:
+    key: ResourceKey
+    body: Obj
+    profile: str
+    line: int
+
+
+@dataclass(frozen=True)
+class Candidate:
+    api_version: str
+    kind: str
+    namespace: str
+    name: str | None
+    labels: dict[str, str] | None
+    layout: str | None
+
+    def describe(self) -> str:
+        where = f"{self.namespace}/" if self.namespace else ""
+        what = self.name if self.name else ",".join(f"{k}={v}" for k, v in (self.labels or {}).items())
+        return f"{self.kind} {where}{what}" + (f" ({self.layout})" if self.layout else "")
+
+
+@dataclass(frozen=True)
+class Target:
+    id: str
+    profile: str
+    description: str
+    candidates: tuple[Candidate, ...]
+    optional: bool
+
+
+@dataclass(frozen=True)
+class PatchIntent:
+    profile: str
+    target: str
+    op: str          # set | restrictVerbs | containerArgs | configMapYaml
+    spec: Any
+    reason: str
+    line: int
+
+
+@dataclass(frozen=True)
+class Rendered:
+    profile: str
+    objects: tuple[DesiredObject, ...]
+    targets: tuple[Target, ...]
+    patches: tuple[PatchIntent, ...]
+    checks: tuple[dict, ...]
+    expectations: tuple[dict, ...]
+    values: dict = field(default_factory=dict)
+
+
+def substitute(value: Any, values: dict[str, Any], texts: dict[str, str] | None = None) -> Any:
+    """Replace `${name}`: a whole-string reference by the typed value, an embedded one by its text."""
+    texts = texts if texts is not None else {k: _text(v) for k, v in values.items()}
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped.startswith("${") and stripped.endswith("}") and stripped.count("${") == 1:
+            return copy.deepcopy(values.get(stripped[2:-1]))
+        if "${" in value:
+            return _Template(value).substitute(texts)
+        return value
+    if isinstance(value, dict):
+        return {k: substitute(v, values, texts) for k, v in value.items()}
+    if isinstance(value, list):
+        out = []
+        for item in value:
+            rendered = substitute(item, values, texts)
+            # `- ${peers}` where the parameter is a list splices the list in place.
+            if isinstance(item, str) and item.strip().startswith("${") and isinstance(rendered, list):
+                out.extend(rendered)
+            else:
+                out.append(rendered)
+        return out
+    return value
+
+
+class _Template(string.Template):
+    idpattern = r"[a-zA-Z][a-zA-Z0-9]*(?:\.[-a-zA-Z0-9_./]+)?"
+
+
+def _text(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, dict) and all(isinstance(x, str) for x in v.values()):
+        return ",".join(f"{k}={x}" for k, x in v.items())  # label selectors read as app=argo-server
+    if isinstance(v, list):
+        return ",".join(map(str, v))
+    return str(v)
+
+
+def render_value(v: Any, kind: str) -> Any:
+    """The Kubernetes shape of a typed parameter value.
+
+    peer      -> a NetworkPolicy peer ({ipBlock} or {namespaceSelector, podSelector})
+    cidrList  -> a list of NetworkPolicy ipBlock peers ([] for 0.0.0.0/0 would mean "all" anyway)
+    portList  -> a list of NetworkPolicy ports (TCP)
+    anything else -> the value itself (labelSelector: the matchLabels mapping)
+    """
+    if v is None:
+        return None
+    if kind == "peer":
+        if "cidr" in v:
+            block: dict[str, Any] = {"cidr": v["cidr"]}
+            if v.get("except"):
+                block["except"] = list(v["except"])
+            return {"ipBlock": block}
+        peer: dict[str, Any] = {"podSelector": {"matchLabels": dict(v["podSelector"])} if v["podSelector"] else {}}
+        if "namespace" in v:
+            peer["namespaceSelector"] = {"matchLabels": {"kubernetes.io/metadata.name": v["namespace"]}}
+        return peer
+    if kind == "cidrList":
+        return [{"ipBlock": {"cidr": c}} for c in v]
+    if kind == "portList":
+        return [{"protocol": "TCP", "port": p} for p in v]
+    return v
+
+
+def _peer_text(v: dict) -> str:
+    if "cidr" in v:
+        return v["cidr"]
+    return f"{v.get('namespace', '')}/" + _text(v.get("podSelector") or {}) if "namespace" in v else _text(v.get("podSelector") or {})
+
+
+def _when(cond: dict | None, values: dict[str, Any]) -> bool:
+    if not cond:
+        return True
+    v = values.get(cond["parameter"])
+    test = cond.get("is", "set")
+    return {
+        "set": v not in (None, "", [], {}),
+        "unset": v in (None, "", [], {}),
+        "cidr": isinstance(v, dict) and "cidr" in v,
+        "selector": isinstance(v, dict) and "podSelector" in v,
+        "true": v is True,
+        "false": v is False,
+    }[test]
+
+
+PATCH_OPS = ("set", "restrictVerbs", "containerArgs", "configMapYaml")
+
+
+def render(selected: Selected, stack: str) -> Rendered:
+    profile, raw_values = selected.profile, selected.values
+    values = {k: render_value(v, profile.parameters[k]["type"]) for k, v in raw_values.items()}
+    texts = {k: (_peer_text(v) if profile.parameters[k]["type"] == "peer" and v else _text(v)) for k, v in raw_values.items()}
+    # `${param.field}` reaches into mapping values: a peer's namespace and podSelector, a label's value.
+    for k, v in raw_values.items():
+        if isinstance(v, dict):
+            for sub, x in v.items():
+                values[f"{k}.{sub}"] = x
+                texts[f"{k}.{sub}"] = _text(x)
+        if profile.parameters[k]["type"] == "peer" and isinstance(v, dict) and "podSelector" in v:
+            ns = v.get("namespace") or raw_values.get("namespace")
+            values.setdefault(f"{k}.namespace", ns)
+            texts.setdefault(f"{k}.namespace", _text(ns))
+    data = profile.data
+    objects = []
+    for i, raw in enumerate(data.get("objects", [])):
+        if not _when(raw.get("when"), raw_values):
+            continue
+        body = substitute({k: v for k, v in raw.items() if k != "when"}, values, texts)
+        meta = body.setdefault("metadata", {})
+        meta["labels"] = {**(meta.get("labels") or {}), LABEL_MANAGED_BY: MANAGER,
+                          LABEL_PROFILE: profile.name, LABEL_STACK: stack}
+        objects.append(DesiredObject(ResourceKey.of(body), body, profile.name, profile.line("objects", i)))
+    targets = []
+    for t in data.get("targets", []):
+        cands = []
+        for c in t["candidates"]:
+            c = substitute(c, values, texts)
+            cands.append(Candidate(c["apiVersion"], c["kind"], c.get("namespace", ""), c.get("name"),
+                                   c.get("labels"), c.get("layout")))
+        targets.append(Target(t["id"], profile.name, t.get("description", ""), tuple(cands), t.get("optional", False)))
+    patches = []
+    for i, p in enumerate(data.get("patches", [])):
+        if not _when(p.get("when"), raw_values):
+            continue
+        for op in PATCH_OPS:
+            if op in p:
+                patches.append(PatchIntent(profile.name, p["target"], op, substitute(p[op], values, texts),
+                                           p.get("reason", ""), profile.line("patches", i)))
+    checks = tuple({**substitute(c, values, texts), "line": profile.line("checks", i)}
+                   for i, c in enumerate(data.get("checks", [])))
+    # Endpoints in expectations are text (NS/KEY=VAL or a CIDR), so they take every value as text.
+    expectations = tuple({**substitute({k: v for k, v in e.items() if k != "when"}, texts, texts),
+                          "line": profile.line("expect", i)}
+                         for i, e in enumerate(data.get("expect", [])) if _when(e.get("when"), raw_values))
+    return Rendered(profile.name, tuple(objects), tuple(targets), tuple(patches), checks, expectations, raw_values)
+
+
+# -- materializing patches against a live object ---------------------------------------------------
+
+def identity(obj: Obj) -> Obj:
+    meta = obj.get("metadata") or {}
+    out: Obj = {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "metadata": {"name": meta["name"]}}
+    if meta.get("namespace"):
+        out["metadata"]["namespace"] = meta["namespace"]
+    return out
+
+
+def deep_merge(base: Any, overlay: Any) -> Any:
+    """Mappings merge key by key; anything else in the overlay replaces what is in the base."""
+    if isinstance(base, dict) and isinstance(overlay, dict):
+        out = dict(base)
+        for k, v in overlay.items():
+            out[k] = deep_merge(base.get(k), v) if k in base else copy.deepcopy(v)
+        return out
+    return copy.deepcopy(overlay)
+
+
+def restrict_rules(rules: list[dict], verbs: list[str], drop_resources: list[str] = ()) -> list[dict]:
+    """Keep only `verbs` in every rule, drop listed resources, and drop rules left empty."""
+    allowed = set(verbs)
+    out = []
+    for rule in rules or []:
+        rule = copy.deepcopy(rule)
+        if "resources" in rule and drop_resources:
+            rule["resources"] = [r for r in rule["resources"] if r not in drop_resources]
+            if not rule["resources"]:
+                continue
+        kept = [v for v in rule.get("verbs", []) if v in allowed]
+        if "*" in rule.get("verbs", []):
+            kept = [v for v in verbs]
+        seen: list[str] = []
+        for v in kept:  # upstream roles list `watch` twice; keep the first
+            if v not in seen:
+                seen.append(v)
+        if seen:
+            rule["verbs"] = seen
+            out.append(rule)
+    return out
+
+
+def edit_args(args: list[str], set_flags: dict[str, Any], remove: list[str]) -> list[str]:
+    """Remove flags (both `--f v` and `--f=v` forms) and set flags as `--f=v` (or bare `--f`).
+
+    Flags that take a value in the separate-token form are the ones being removed or set, so a
+    following token that is not itself a flag is that flag's value.
+    """
+    drop = set(remove) | set(set_flags)
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        tok = args[i]
+        name = tok.split("=", 1)[0]
+        if name in drop:
+            if "=" not in tok and i + 1 < len(args) and not args[i + 1].startswith("-") and set_flags.get(name) is not True:
+                i += 1  # skip the separate value token
+            i += 1
+            continue
+        out.append(tok)
+        i += 1
+    for flag, value in set_flags.items():
+        out.append(flag if value is True else f"{flag}={value}")
+    return out
+
+
+def _container(live: Obj, name: str) -> tuple[list[str], dict]:
+    spec = live.get("spec", {})
+    pod = spec.get("template", {}).get("spec", {}) if live["kind"] != "Pod" else spec
+    for c in pod.get("containers", []):
+        if c.get("name") == name:
+            return ["spec", "template", "spec", "containers"], c
+    raise KeyError(name)
+
+
+def materialize(intent: PatchIntent, live: Obj) -> tuple[Obj, list[str]]:
+    """The fields harden sets on `live` for this intent, as a partial object, and their paths."""
+    op, spec = intent.op, intent.spec
+    if op == "set":
+        paths = [".".join(p) for p in _leaf_map_paths(spec, ())]
+        return copy.deepcopy(spec), paths
+    if op == "restrictVerbs":
+        return {"rules": restrict_rules(live.get("rules") or [], spec["verbs"], spec.get("dropResources", []))}, ["rules"]
+    if op == "containerArgs":
+        _, c = _container(live, spec["container"])
+        args = edit_args(list(c.get("args") or []), spec.get("set") or {}, spec.get("remove") or [])
+        partial = {"spec": {"template": {"spec": {"containers": [{"name": spec["container"], "args": args}]}}}}
+        return partial, [f"spec.template.spec.containers[name={spec['container']}].args"]
+    if op == "configMapYaml":
+        current = (live.get("data") or {}).get(spec["key"]) or ""
+        parsed = yaml.safe_load(current) or {}
+        merged = deep_merge(parsed, spec["merge"])
+        text = yaml.safe_dump(merged, sort_keys=False, default_flow_style=False)
+        return {"data": {spec["key"]: text}}, [f"data.{spec['key']}"]
+    raise ValueError(op)
+
+
+def _leaf_map_paths(value: Any, path: tuple[str, ...]):
+    """Paths of the fields a `set` patch declares: mapping keys down to the first non-mapping."""
+    if isinstance(value, dict) and value:
+        for k, v in value.items():
+            yield from _leaf_map_paths(v, path + (k,))
+    else:
+        yield path

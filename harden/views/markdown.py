@@ -1,0 +1,44 @@
+"""The pull-request view: a Markdown account a reviewer reads in a PR comment."""
+
+from __future__ import annotations
+
+from ..model import Action, Plan
+from . import by_profile, headline, summary_line, value_text
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render(plan: Plan) -> str:
+    lines = [f"## harden plan: stack `{plan.stack}`", "", f"**{summary_line(plan)}**", ""]
+    for profile, changes in by_profile(plan).items():
+        lines += [f"### Profile `{profile}`", ""]
+        for c in changes:
+            lines += [f"- `{c.action.value}` **{headline(c)}**: {c.reason}"]
+            for conflict in c.conflicts:
+                lines.append(f"  - takes `{conflict.path}` over from field manager `{conflict.manager}`")
+        lines.append("")
+        lines += ["| object | field | before | after |", "|---|---|---|---|"]
+        for c in changes:
+            for f in c.fields:
+                lines.append(f"| {_cell(c.key.display())} | `{_cell(f.path)}` | `{_cell(value_text(f.before, 80))}` "
+                             f"| `{_cell(value_text(f.after, 80))}` |")
+        lines.append("")
+    if plan.findings:
+        lines += ["### Checks and expectations", "", "| result | profile | id | severity | message |", "|---|---|---|---|---|"]
+        for f in plan.findings:
+            lines.append(f"| {'pass' if f.passed else 'FAIL'} | {f.profile} | {f.id} | {f.severity.value} | {_cell(f.message)} |")
+        lines.append("")
+    impact = plan.impact or {}
+    if impact.get("rbac") or impact.get("network"):
+        lines += ["### Security impact", ""]
+        for change in impact.get("rbac") or []:
+            lines.append(f"- {'⚠️ ' if change['direction'] == 'gains' else ''}{change['text']}")
+        for change in impact.get("network") or []:
+            lines.append(f"- {'⚠️ ' if change['direction'] == 'opened' else ''}{change['text']}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+_ = Action  # glyphs come from Action values

@@ -145,6 +145,9 @@ def _leaves(value: Any, path: list):
     if isinstance(value, dict) and value:
         for k, v in value.items():
             yield from _leaves(v, path + [k])
+    elif isinstance(value, list) and value and any(isinstance(x, (dict, list)) for x in value):
+        for i, v in enumerate(value):
+            yield from _leaves(v, path + [i])
     else:
         yield path, value
 

@@ -622,7 +622,8 @@ def matrix(objects: Iterable[Mapping[str, Any]] | NetworkModel, groups: Sequence
     cells: list[ReachCell] = []
     for s in groups:
         for d in groups:
-            opened, closed = [], []
+            opened: list[str] = []
+            closed: list[str] = []
             for probe in _probes(d, ports, candidates):
                 (opened if _open(model, s, d, probe) else closed).append(probe[0])
             cells.append(ReachCell(s.key, d.key, tuple(opened), tuple(closed)))
@@ -685,6 +686,7 @@ def diff_reachability(before_objects: Iterable[Mapping[str, Any]] | NetworkModel
         for d in endpoints.values():
             if isinstance(s, CidrEndpoint) and isinstance(d, CidrEndpoint):
                 continue
+            probes: list[tuple[ContainerPort | None, Sequence[tuple[int, Protocol]]]]
             if d.ports:
                 probes = [(cp, [(cp.port, cp.protocol)]) for cp in d.ports]
             else:

@@ -70,13 +70,34 @@ def deployment_args(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
     deps = _deployments(objs, w["namespace"], w["labels"])
     if not deps:
         return False, f"no Deployment with labels {w['labels']} in {w['namespace']}"
-    value = _flag(_args(deps[0]), w["flag"])
+    args = _args(deps[0])
+    value = _flag(args, w["flag"])
     name = deps[0]["metadata"]["name"]
-    if "forbid" in w and value == w["forbid"]:
-        return False, f"{name} runs with {w['flag']} {value}"
+    # A flag may repeat (argo-server takes several --auth-mode values): any forbidden one fails.
+    every = [args[i + 1] for i, t in enumerate(args[:-1]) if t == w["flag"]] + \
+            [t.split("=", 1)[1] for t in args if t.startswith(w["flag"] + "=")]
+    if "forbid" in w and w["forbid"] in every:
+        return False, f"{name} runs with {w['flag']} {w['forbid']} (all values: {', '.join(every)})"
     if "require" in w and value not in (w["require"], None if w.get("defaultMatches") else object()):
         return False, f"{name} runs with {w['flag']} {value if value is not None else '(unset)'}, want {w['require']}"
     return True, f"{name}: {w['flag']} is {value if value is not None else '(default)'}"
+
+
+@check("noBindingsFor")
+def no_bindings_for(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
+    """No RoleBinding or ClusterRoleBinding names this service account."""
+    ns, sa = w["namespace"], w["serviceAccount"]
+    found = []
+    for o in objs:
+        if o.get("kind") not in ("RoleBinding", "ClusterRoleBinding"):
+            continue
+        for s in o.get("subjects") or []:
+            if s.get("kind") == "ServiceAccount" and s.get("name") == sa and \
+                    (s.get("namespace") or o["metadata"].get("namespace")) == ns:
+                found.append(f"{o['kind']} {o['metadata'].get('namespace', '')}/{o['metadata']['name']}".replace(" /", " "))
+    if found:
+        return False, f"service account {ns}/{sa} is bound by {', '.join(sorted(found))}; remove those bindings"
+    return True, f"service account {ns}/{sa} holds no bindings"
 
 
 def run_checks(profile: str, checks: tuple[dict, ...], objs: list[Obj], source: str | None) -> list[Finding]:

@@ -133,8 +133,23 @@ def diff_fields(desired: Obj, live: Obj | None) -> list[FieldChange]:
             path = level.path(output_format="list")
             before = None if _missing(level.t1) else level.t1
             after = None if _missing(level.t2) else level.t2
-            changes.append(FieldChange(_path_text(path), before, after))
+            changes += _expand(list(path), before, after)
     return sorted(changes, key=lambda c: c.path)
+
+
+def _expand(path: list, before: Any, after: Any) -> list[FieldChange]:
+    """Report a changed mapping as the leaves that differ, so a reader sees fields, not blobs."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        out: list[FieldChange] = []
+        for k in list(before) + [k for k in after if k not in before]:
+            if before.get(k) != after.get(k):
+                out += _expand(path + [k], before.get(k), after.get(k))
+        return out
+    if before is None and isinstance(after, dict) and after:
+        return [FieldChange(_path_text(path + p), None, v) for p, v in _leaves(after, [])]
+    if after is None and isinstance(before, dict) and before:
+        return [FieldChange(_path_text(path + p), v, None) for p, v in _leaves(before, [])]
+    return [FieldChange(_path_text(path), before, after)]
 
 
 def _missing(v: Any) -> bool:

@@ -113,8 +113,9 @@ def parse_profile(doc: Document) -> Profile:
                 problems.append(Diagnostic(f"default of parameter {decl['name']!r} is invalid: {exc}",
                                            file=doc.file, line=doc.line_of(("parameters", i, "default")),
                                            field=f"parameters[{i}].default"))
+    loop_vars = {o["forEach"]["as"] for o in data.get("objects", []) if "forEach" in o}
     for path, ref in _references(data, ()):
-        if ref not in params:
+        if ref not in params and ref not in loop_vars:
             problems.append(Diagnostic(f"reference to undeclared parameter ${{{ref}}}", file=doc.file,
                                        line=doc.line_of(path), field=dotted(path),
                                        hint=f"declare it under parameters, or use one of: {', '.join(params) or '(none)'}"))

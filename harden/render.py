@@ -185,11 +185,19 @@ def render(selected: Selected, stack: str) -> Rendered:
     for i, raw in enumerate(data.get("objects", [])):
         if not _when(raw.get("when"), raw_values):
             continue
-        body = substitute({k: v for k, v in raw.items() if k != "when"}, values, texts)
-        meta = body.setdefault("metadata", {})
-        meta["labels"] = {**(meta.get("labels") or {}), LABEL_MANAGED_BY: MANAGER,
-                          LABEL_PROFILE: profile.name, LABEL_STACK: stack}
-        objects.append(DesiredObject(ResourceKey.of(body), body, profile.name, profile.line("objects", i)))
+        template = {k: v for k, v in raw.items() if k not in ("when", "forEach")}
+        # `forEach: {parameter: namespaces, as: ns}` renders the object once per list item, `${ns}` bound to it.
+        loop = raw.get("forEach")
+        items = [None] if not loop else list(raw_values.get(loop["parameter"]) or [])
+        for item in items:
+            v, t = values, texts
+            if loop:
+                v, t = {**values, loop["as"]: item}, {**texts, loop["as"]: _text(item)}
+            body = substitute(template, v, t)
+            meta = body.setdefault("metadata", {})
+            meta["labels"] = {**(meta.get("labels") or {}), LABEL_MANAGED_BY: MANAGER,
+                              LABEL_PROFILE: profile.name, LABEL_STACK: stack}
+            objects.append(DesiredObject(ResourceKey.of(body), body, profile.name, profile.line("objects", i)))
     targets = []
     for t in data.get("targets", []):
         cands = []

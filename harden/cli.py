@@ -122,6 +122,33 @@ def state_show(key: str, stack: str = typer.Option("default", "--stack"), state_
 
 
 @app.command()
+def reach(src: str = typer.Option(..., "--from", help="NS/KEY=VAL[,KEY=VAL] (pods with those labels) or a CIDR."),
+          dst: str = typer.Option(..., "--to", help="NS/KEY=VAL[,KEY=VAL] or a CIDR."),
+          port: str = typer.Option(..., "--port", help="PORT[/PROTO] or a named port of the destination."),
+          plan_file: Optional[str] = typer.Option(None, "--plan", help="Evaluate on the state this saved plan would produce."),
+          kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt,
+          snapshot: Optional[str] = SnapshotOpt, snapshot_namespace: str = SnapshotNsOpt,
+          output: str = typer.Option("text", "--output", "-o", help="text or json")) -> None:
+    """Is a network flow allowed by the NetworkPolicies, and which policies decide it?"""
+    _run(commands.reach_cmd, _request([], None, [], kubeconfig, context, snapshot, snapshot_namespace, "state"),
+         src=src, dst=dst, port=port, plan_file=plan_file, output=output)
+
+
+@app.command("can-i")
+def can_i(verb: str = typer.Argument(..., help="get, list, create, ..."),
+          resource: str = typer.Argument(..., help="RESOURCE[.GROUP][/SUBRESOURCE], e.g. workflows.argoproj.io"),
+          subject: str = typer.Option(..., "--as", help="system:serviceaccount:NS:NAME, user:NAME or group:NAME."),
+          namespace: Optional[str] = typer.Option(None, "--namespace", "-n", help="Namespace (omit: cluster-wide)."),
+          plan_file: Optional[str] = typer.Option(None, "--plan", help="Evaluate on the state this saved plan would produce."),
+          kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt,
+          snapshot: Optional[str] = SnapshotOpt, snapshot_namespace: str = SnapshotNsOpt,
+          output: str = typer.Option("text", "--output", "-o", help="text or json")) -> None:
+    """Like `kubectl auth can-i`, from RBAC objects, with the bindings and rules that grant it."""
+    _run(commands.can_i_cmd, _request([], None, [], kubeconfig, context, snapshot, snapshot_namespace, "state"),
+         verb=verb, resource=resource, subject=subject, namespace=namespace, plan_file=plan_file, output=output)
+
+
+@app.command()
 def version() -> None:
     """Print harden's version."""
     print(__version__)

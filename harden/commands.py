@@ -225,3 +225,53 @@ def state_show_cmd(state_dir: str, stack: str, key: str, out: Console) -> int:
     out.print_json(json.dumps({"lineage": state.lineage, "serial": state.serial, **rec.to_dict()}))
     return EXIT_OK
 
+
+
+def _objects_for_query(req: Request, plan_file: str | None) -> list[dict]:
+    """Live objects (cluster or snapshot), or the state a saved plan would produce from them."""
+    from .observe import BASE_KINDS
+    from .plan import predict
+
+    source, _ = connect(req)
+    live = source.observe(BASE_KINDS)
+    if plan_file:
+        return predict(live, read_plan(plan_file))
+    return live.all()
+
+
+def reach_cmd(req: Request, *, src: str, dst: str, port: str, plan_file: str | None, output: str, out: Console) -> int:
+    """Would a pod with these labels reach that pod (or CIDR) on this port? Exit 0 either way."""
+    from .impact import netpol
+
+    objs = _objects_for_query(req, plan_file)
+    try:
+        source = netpol.parse_endpoint(src, objs)
+        dest = netpol.parse_endpoint(dst, objs)
+        number, proto = netpol.parse_port(port)
+        decision = netpol.evaluate(objs, source, dest, number, proto)
+    except ValueError as exc:
+        raise InputError(str(exc), field="--from/--to/--port",
+                         hint="write pods as NS/KEY=VAL[,KEY=VAL], addresses as a CIDR, ports as 9090 or 53/UDP") from None
+    if output == "json":
+        out.print_json(json.dumps(decision.to_dict()))
+    else:
+        verdict = "[green]allowed[/green]" if decision.allowed else "[red]denied[/red]"
+        out.print(f"{verdict}: {decision.reason}")
+    return EXIT_OK
+
+
+def can_i_cmd(req: Request, *, verb: str, resource: str, subject: str, namespace: str | None,
+              plan_file: str | None, output: str, out: Console) -> int:
+    """Like `kubectl auth can-i`, with the bindings and rules that decide it: exit 0 if allowed, 1 if not."""
+    from .impact import rbac
+
+    objs = _objects_for_query(req, plan_file)
+    try:
+        decision = rbac.check(objs, subject, verb, resource, namespace)
+    except ValueError as exc:
+        raise InputError(str(exc), field="RESOURCE", hint="write it like workflows.argoproj.io or pods/log") from None
+    if output == "json":
+        out.print_json(json.dumps(decision.to_dict()))
+    else:
+        out.print(decision.text, highlight=False)
+    return EXIT_OK if decision.allowed else EXIT_ERROR

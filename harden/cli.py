@@ -74,10 +74,11 @@ def apply(plan_file: Optional[str] = typer.Argument(None, help="A plan saved wit
           profile: List[str] = ProfileOpt, file: Optional[str] = StackOpt, set_: List[str] = SetOpt,
           kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt, state_dir: str = StateOpt,
           auto_approve: bool = typer.Option(False, "--auto-approve", help="Do not ask for confirmation."),
-          lock_timeout: str = typer.Option("0s", "--lock-timeout", help="How long to wait for the state lock.")) -> None:
+          lock_timeout: str = typer.Option("0s", "--lock-timeout", help="How long to wait for the state lock."),
+          parallelism: int = typer.Option(8, "--parallelism", min=1, max=64, help="Concurrent writes.")) -> None:
     """Apply the changes (a saved plan exactly, or a fresh plan after confirmation)."""
     _run(commands.apply_cmd, _request(profile, file, set_, kubeconfig, context, None, "default", state_dir),
-         plan_file=plan_file, auto_approve=auto_approve, lock_timeout=lock_timeout)
+         plan_file=plan_file, auto_approve=auto_approve, lock_timeout=lock_timeout, parallelism=parallelism)
 
 
 @app.command()

@@ -96,7 +96,7 @@ def _parse_duration(text: str) -> float:
                          hint="write it like 30s, 2m or 0") from None
 
 
-def _run_apply(planned: Planned, plan: Plan, out: Console, err: Console) -> int:
+def _run_apply(planned: Planned, plan: Plan, out: Console, err: Console, parallelism: int = 8) -> int:
     if not plan.has_changes:
         out.print("\n[bold green]Apply complete![/bold green] No changes were needed.")
     total = len(plan.actionable)
@@ -116,7 +116,7 @@ def _run_apply(planned: Planned, plan: Plan, out: Console, err: Console) -> int:
                     verb = "failed" if event == "failed" else change.action.verb
                     err.print(f"{change.key.display()}: {verb}", highlight=False)
 
-        result = apply_plan(plan, planned.client, planned.backend, progress=note)
+        result = apply_plan(plan, planned.client, planned.backend, parallelism=parallelism, progress=note)
     for change, exc in result.failed:
         err.print(f"[red]Error:[/red] {change.key.display()}: {exc.render()}", highlight=False)
     c = plan.counts()
@@ -131,7 +131,7 @@ def _run_apply(planned: Planned, plan: Plan, out: Console, err: Console) -> int:
 
 
 def apply_cmd(req: Request, *, plan_file: str | None, auto_approve: bool, lock_timeout: str,
-              out: Console, err: Console, destroy: bool = False) -> int:
+              out: Console, err: Console, destroy: bool = False, parallelism: int = 8) -> int:
     backend_dir = req.state_dir
     if plan_file:
         plan = read_plan(plan_file)
@@ -139,7 +139,7 @@ def apply_cmd(req: Request, *, plan_file: str | None, auto_approve: bool, lock_t
         backend = FileBackend(backend_dir, plan.stack)
         with backend.lock(_parse_duration(lock_timeout), "apply"):
             planned = Planned(plan, None, client, backend, backend.read())  # type: ignore[arg-type]
-            return _run_apply(planned, plan, out, err)
+            return _run_apply(planned, plan, out, err, parallelism)
     # Lock first, then plan: nobody can change state between this plan and its apply.
     backend = FileBackend(backend_dir, stack_name(req.stack_file))
     with backend.lock(_parse_duration(lock_timeout), "destroy" if destroy else "apply"):
@@ -149,11 +149,10 @@ def apply_cmd(req: Request, *, plan_file: str | None, auto_approve: bool, lock_t
         if plan.failed_findings:
             failed = ", ".join(f"{f.profile}/{f.id}" for f in plan.failed_findings)
             raise ExpectationFailed(f"the plan would break: {failed}", hint="nothing was applied")
-        if not plan.has_changes:
-            return _run_apply(planned, plan, out, err)
-        if not _confirm(auto_approve, out, err, "destroy these objects" if destroy else "perform these actions"):
+        if plan.has_changes and not _confirm(auto_approve, out, err,
+                                             "destroy these objects" if destroy else "perform these actions"):
             return EXIT_ERROR
-        return _run_apply(planned, plan, out, err)
+        return _run_apply(planned, plan, out, err, parallelism)
 
 
 def show_cmd(plan_file: str, output: str, out: Console) -> int:

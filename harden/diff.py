@@ -42,9 +42,21 @@ def _normalize_netpol_ports(rules: list | None) -> list | None:
     return out
 
 
+OMITTED_WHEN_EMPTY = {"matchLabels", "matchExpressions", "labels", "annotations"}
+
+
+def _drop_empty(value: Any) -> Any:
+    """The server omits these fields when empty (omitempty), so `matchLabels: {}` reads back absent."""
+    if isinstance(value, dict):
+        return {k: _drop_empty(v) for k, v in value.items() if not (k in OMITTED_WHEN_EMPTY and v in ({}, [], None))}
+    if isinstance(value, list):
+        return [_drop_empty(v) for v in value]
+    return value
+
+
 def normalize(obj: Obj) -> Obj:
-    """Apply the server's defaults that matter for comparison."""
-    obj = copy.deepcopy(obj)
+    """Apply the server's defaults (and omissions) that matter for comparison."""
+    obj = _drop_empty(copy.deepcopy(obj))
     kind = obj.get("kind")
     if kind == "NetworkPolicy":
         spec = obj.setdefault("spec", {})

@@ -1,0 +1,162 @@
+"""Helpers for integration tests that talk to the real API server.
+
+Importable from test modules as ``from kubeutil import ...`` (pytest puts
+tests/integration on sys.path because the directory has no __init__.py).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+# ../shared/fixtures relative to the repository root (tests/integration -> repo
+# -> its parent). Present in CI and on development machines, not in a plain
+# clone, so every user must go through require_fixture().
+FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
+
+# Field manager used when loading fixtures, distinct from harden's own
+# ("harden") so tests can observe ownership hand-over.
+FIXTURE_MANAGER = "harden-tests"
+
+
+def require_fixture(relpath: str) -> Path:
+    """Path of a shared fixture file, or skip the test when it is absent."""
+    p = FIXTURES / relpath
+    if not p.exists():
+        pytest.skip(f"shared fixture {relpath} not found at {p} (only present in CI and dev machines)")
+    return p
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2,
+             what: str = "condition") -> Any:
+    """Poll predicate() until it returns something truthy; return that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def load_docs(path_or_docs: str | Path | dict | Iterable[dict]) -> list[dict]:
+    """Multi-document YAML file / YAML text / dict / list of dicts -> list of objects.
+
+    `kind: List` documents are flattened; empty documents are dropped.
+    """
+    if isinstance(path_or_docs, Path) or (isinstance(path_or_docs, str) and "\n" not in path_or_docs
+                                          and Path(path_or_docs).exists()):
+        docs = list(yaml.safe_load_all(Path(path_or_docs).read_text()))
+    elif isinstance(path_or_docs, str):
+        docs = list(yaml.safe_load_all(path_or_docs))
+    elif isinstance(path_or_docs, dict):
+        docs = [path_or_docs]
+    else:
+        docs = list(path_or_docs)
+    out: list[dict] = []
+    for d in docs:
+        if not d:
+            continue
+        if d.get("kind") == "List" or (d.get("kind", "").endswith("List") and "items" in d):
+            out.extend(i for i in d.get("items") or [] if i)
+        else:
+            out.append(d)
+    return out
+
+
+def _is_crd(obj: dict) -> bool:
+    return obj.get("kind") == "CustomResourceDefinition" and \
+        obj.get("apiVersion", "").startswith("apiextensions.k8s.io/")
+
+
+def wait_for_crds(dyn: DynamicClient, crds: Iterable[dict], timeout: float = 60.0) -> None:
+    """Wait until each CRD is Established and its kind is served by discovery."""
+    crd_api = dyn.resources.get(api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition")
+    for crd in crds:
+        name = crd["metadata"]["name"]
+
+        def established() -> bool:
+            conds = (crd_api.get(name=name).to_dict().get("status") or {}).get("conditions") or []
+            return any(c["type"] == "Established" and c["status"] == "True" for c in conds)
+
+        wait_for(established, timeout, what=f"CRD {name} to be Established")
+        group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+        for v in crd["spec"]["versions"]:
+            if not v.get("served", True):
+                continue
+
+            def discovered() -> bool:
+                # LazyDiscoverer refreshes its cache on a miss, so polling
+                # get() is enough to see the new group once it is published.
+                try:
+                    dyn.resources.get(api_version=f"{group}/{v['name']}", kind=kind)
+                    return True
+                except ResourceNotFoundError:
+                    return False
+
+            wait_for(discovered, timeout, interval=0.5,
+                     what=f"discovery of {kind}.{group}/{v['name']}")
+
+
+def apply_manifests(api_client: client.ApiClient, path_or_docs, namespace: str | None = None, *,
+                    field_manager: str = FIXTURE_MANAGER, override_namespace: bool = False,
+                    create_namespace: bool = True, timeout: float = 60.0) -> list[dict]:
+    """Server-side apply every object of a manifest; return the applied objects.
+
+    Order: Namespaces, then CRDs (waited on until Established and discoverable),
+    then everything else in file order. Namespaced objects without a namespace
+    get `namespace` (set override_namespace=True to force it on all of them);
+    the namespace is created first if missing. Server-side apply (force) makes
+    the call idempotent, so loading the same fixture twice is fine.
+    """
+    docs = load_docs(path_or_docs)
+    dyn = DynamicClient(api_client)
+    core = client.CoreV1Api(api_client)
+
+    if namespace and create_namespace:
+        try:
+            core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+        except ApiException as e:
+            if e.status != 409:
+                raise
+
+    namespaces = [d for d in docs if d.get("kind") == "Namespace" and d.get("apiVersion") == "v1"]
+    crds = [d for d in docs if _is_crd(d)]
+    rest = [d for d in docs if d not in namespaces and d not in crds]
+
+    applied: list[dict] = []
+
+    def apply(objs: list[dict]) -> None:
+        for obj in objs:
+            obj = dict(obj, metadata=dict(obj.get("metadata") or {}))
+            res = dyn.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+            ns = None
+            if res.namespaced:
+                ns = obj["metadata"].get("namespace")
+                if namespace and (override_namespace or not ns):
+                    ns = namespace
+                if not ns:
+                    raise ValueError(f"{obj['kind']}/{obj['metadata'].get('name')} is namespaced "
+                                     f"but no namespace was given")
+                obj["metadata"]["namespace"] = ns
+            else:
+                obj["metadata"].pop("namespace", None)
+            out = res.server_side_apply(body=obj, name=obj["metadata"]["name"], namespace=ns,
+                                        field_manager=field_manager, force_conflicts=True)
+            applied.append(out.to_dict())
+
+    apply(namespaces)
+    apply(crds)
+    if crds:
+        wait_for_crds(dyn, crds, timeout)
+    apply(rest)
+    return applied

@@ -125,7 +125,8 @@ def make_plan(rendered: list[Rendered], live: Live, state: State, stack: str, *,
 
     # Whatever state or labels say harden manages, and nothing selected wants, goes.
     for skey, rec in sorted(state.records.items()):
-        if skey in wanted or (destroy_profiles is not None and destroy_profiles and rec.profile not in destroy_profiles):
+        # A patch combined from several profiles is theirs jointly: destroying any of them releases it.
+        if skey in wanted or (destroy_profiles and not destroy_profiles & set(rec.profile.split(", "))):
             continue
         changes.append(_removal(ResourceKey.parse(skey), rec, live))
     known = wanted | set(state.records)

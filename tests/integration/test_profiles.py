@@ -1,0 +1,141 @@
+"""Issue 4 acceptance for the Argo Workflows profile library, and fault tolerance of apply.
+
+Every Argo Workflows profile (examples/stack.yaml) is applied to the quick-start-postgres install
+in its own namespace copy: the next plan is empty, every expectation holds, and the effects are
+checked on the server (SubjectAccessReview, the stored args and ConfigMap YAML). A killed apply
+leaves valid state and a re-run converges.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client
+from kubeutil import require_fixture
+
+REPO = Path(__file__).resolve().parents[2]
+NS = "argo"
+
+
+def harden(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harden.cli", *args], capture_output=True, text=True, cwd=REPO,
+                          timeout=300, env={"NO_COLOR": "1", "PATH": "/usr/bin:/bin", "COLUMNS": "200"}, **kw)
+
+
+@pytest.fixture(scope="module")
+def full(kube, tmp_path_factory):
+    kube.apply_manifests(require_fixture("argo-workflows/crds.yaml"))
+    kube.apply_manifests(require_fixture("argo-workflows/quick-start-postgres.yaml"), NS)
+    d = tmp_path_factory.mktemp("profiles")
+    return {"state": str(d / "state"), "dir": d, "kc": kube.kubeconfig}
+
+
+def test_every_workflows_profile_applies_idempotently_with_expectations(kube, full):
+    common = ["-f", "examples/stack.yaml", "--kubeconfig", full["kc"], "--state-dir", full["state"]]
+    r = harden("apply", *common, "--auto-approve")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = harden("plan", *common, "--detailed-exitcode", "-o", "json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    plan = json.loads(r.stdout)
+    assert plan["summary"] == {"add": 0, "change": 0, "release": 0, "destroy": 0}
+    expectations = [f for f in plan["findings"] if f["kind"] == "expectation"]
+    assert len(expectations) >= 12 and all(f["passed"] for f in expectations), expectations
+
+    apps = client.AppsV1Api(kube.api_client)
+    args = apps.read_namespaced_deployment("argo-server", NS).spec.template.spec.containers[0].args
+    assert "--auth-mode=client" in args and "--secure=true" in args
+    assert "server" not in args[1:], args  # the quick start's `--auth-mode server` is gone
+    cm = client.CoreV1Api(kube.api_client).read_namespaced_config_map("workflow-controller-configmap", NS)
+    defaults = yaml.safe_load(cm.data["workflowDefaults"])
+    assert defaults["spec"]["automountServiceAccountToken"] is False
+    assert defaults["spec"]["serviceAccountName"] == "harden-workflow"
+    assert yaml.safe_load(cm.data["workflowRestrictions"]) == {"templateReferencing": "Strict"}
+    assert "persistence" in cm.data  # keys harden does not set are untouched
+
+    def can(user, verb, resource, group=""):
+        ns_groups = ["system:serviceaccounts", f"system:serviceaccounts:{NS}", "system:authenticated"]
+        spec = client.V1SubjectAccessReviewSpec(user=user, groups=ns_groups if user.startswith("system:serviceaccount:")
+                                                else ["argo-viewers", "system:authenticated"],
+                                                resource_attributes=client.V1ResourceAttributes(
+                                                    verb=verb, resource=resource, group=group, namespace=NS))
+        return client.AuthorizationV1Api(kube.api_client).create_subject_access_review(
+            client.V1SubjectAccessReview(spec=spec)).status.allowed
+
+    assert can(f"system:serviceaccount:{NS}:harden-executor", "create", "workflowtaskresults", "argoproj.io")
+    assert not can(f"system:serviceaccount:{NS}:harden-workflow", "get", "secrets")
+    assert can("someone", "list", "workflows", "argoproj.io")       # via group argo-viewers
+    assert not can("someone", "create", "workflows", "argoproj.io")
+
+
+def test_destroy_hands_fields_back(kube, full):
+    common = ["-f", "examples/stack.yaml", "--kubeconfig", full["kc"], "--state-dir", full["state"]]
+    r = harden("destroy", *common, "--auto-approve")
+    assert r.returncode == 0, r.stdout + r.stderr
+    apps = client.AppsV1Api(kube.api_client)
+    args = apps.read_namespaced_deployment("argo-server", NS).spec.template.spec.containers[0].args
+    assert args == ["server", "--auth-mode", "server", "--auth-mode", "client"] or "--auth-mode=client" not in args, args
+    cm = client.CoreV1Api(kube.api_client).read_namespaced_config_map("workflow-controller-configmap", NS)
+    assert "workflowDefaults" not in (cm.data or {}) and "workflowRestrictions" not in (cm.data or {})
+
+
+def _bulk_profile(path: Path, n: int, namespace: str) -> None:
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "harden.dev/v1alpha1", "kind": "Profile",
+        "metadata": {"name": "bulk", "title": "many policies", "recommendation": [{"document": "test", "section": "faults"}]},
+        "parameters": [{"name": "names", "type": "stringList", "default": [f"p{i:03d}" for i in range(n)]}],
+        "objects": [{"forEach": {"parameter": "names", "as": "item"}, "apiVersion": "networking.k8s.io/v1",
+                     "kind": "NetworkPolicy", "metadata": {"name": "bulk-${item}", "namespace": namespace},
+                     "spec": {"podSelector": {"matchLabels": {"bulk": "${item}"}}, "policyTypes": ["Ingress"]}}],
+    }))
+
+
+def test_killed_apply_keeps_state_valid_and_rerun_converges(kube, namespace, tmp_path):
+    profile = tmp_path / "bulk.yaml"
+    _bulk_profile(profile, 300, namespace)
+    state = tmp_path / "state"
+    common = ["--profile", str(profile), "--kubeconfig", kube.kubeconfig, "--state-dir", str(state)]
+    proc = subprocess.Popen([sys.executable, "-m", "harden.cli", "apply", *common, "--auto-approve", "--parallelism", "1"],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={"NO_COLOR": "1", "PATH": "/usr/bin:/bin"})
+    # Kill it once some writes have been recorded, mid-run.
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if (state / "default.json").exists() and len(json.loads((state / "default.json").read_text() or "{}").get("records", {})) >= 20:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    recorded = json.loads((state / "default.json").read_text())  # valid JSON: atomic writes
+    assert 20 <= len(recorded["records"]) < 300
+    # The lock died with the process: a new apply gets it at once and converges.
+    r = harden("apply", *common, "--auto-approve")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = harden("plan", *common, "--detailed-exitcode")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert len(json.loads((state / "default.json").read_text())["records"]) == 300
+    live = client.NetworkingV1Api(kube.api_client).list_namespaced_network_policy(namespace).items
+    assert len([p for p in live if p.metadata.name.startswith("bulk-")]) == 300
+
+
+def test_second_apply_is_refused_while_first_holds_the_lock(kube, namespace, tmp_path):
+    profile = tmp_path / "bulk.yaml"
+    _bulk_profile(profile, 150, namespace)
+    state = tmp_path / "state"
+    common = ["--profile", str(profile), "--kubeconfig", kube.kubeconfig, "--state-dir", str(state)]
+    first = subprocess.Popen([sys.executable, "-m", "harden.cli", "apply", *common, "--auto-approve", "--parallelism", "1"],
+                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={"NO_COLOR": "1", "PATH": "/usr/bin:/bin"})
+    deadline = time.time() + 30
+    while time.time() < deadline and not ((state / "default.lock").exists() and (state / "default.lock").read_text()):
+        time.sleep(0.02)
+    second = harden("apply", *common, "--auto-approve")
+    first.wait(timeout=300)
+    assert first.returncode == 0
+    assert second.returncode == 1
+    assert "locked by pid" in second.stderr and "on host" in second.stderr

@@ -12,6 +12,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from . import __version__, commands
 from .engine import Request
@@ -48,8 +49,8 @@ def _run(fn, *args, **kwargs) -> None:
     try:
         code = fn(*args, out=out, **kwargs) if "err" not in fn.__code__.co_varnames else fn(*args, out=out, err=err, **kwargs)
     except HardenError as exc:
-        err.print(f"[bold red]Error:[/bold red] {exc.render()}" if len(exc.diagnostics) == 1 else exc.render(),
-                  highlight=False, markup=len(exc.diagnostics) == 1 and "[" not in exc.render())
+        for d in exc.diagnostics:
+            err.print(Text("Error: ", style="bold red") + Text(d.render()))
         code = exc.exit_code
     except KeyboardInterrupt:
         err.print("Interrupted. State records every write that completed; run `harden plan` to see what is left.")

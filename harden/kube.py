@@ -51,7 +51,8 @@ def translated(what: str) -> Iterator[None]:
         retry = status == 429 or status >= 500 or status == 0
         raise ClusterError(f"{what}: API server error {status}: {reason}", status=status, retryable=retry) from exc
     except (urllib3.exceptions.HTTPError, ConnectionError, OSError) as exc:
-        raise Unreachable(f"{what}: cannot reach the Kubernetes API server ({type(exc).__name__}: {exc})",
+        cause = getattr(exc, "reason", None) or exc  # MaxRetryError wraps the real cause
+        raise Unreachable(f"{what}: cannot reach the Kubernetes API server ({cause})",
                           retryable=True, hint="check that the cluster is up and --kubeconfig/--context point at it") from exc
 
 

@@ -139,3 +139,33 @@ def test_second_apply_is_refused_while_first_holds_the_lock(kube, namespace, tmp
     assert first.returncode == 0
     assert second.returncode == 1
     assert "locked by pid" in second.stderr and "on host" in second.stderr
+
+
+def test_server_rejection_in_dry_run_applies_nothing(kube, namespace, tmp_path):
+    """A write the API server refuses is caught by the server dry-run: nothing is written at all."""
+    profile = tmp_path / "bad.yaml"
+    good = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "fine", "namespace": namespace}, "spec": {"podSelector": {}}}
+    bad = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+           "metadata": {"name": "broken", "namespace": namespace},
+           "spec": {"podSelector": {}, "ingress": [{"ports": [{"port": 70000}]}]}}
+    profile.write_text(yaml.safe_dump({
+        "apiVersion": "harden.dev/v1alpha1", "kind": "Profile",
+        "metadata": {"name": "bad", "title": "one good, one invalid", "recommendation": [{"document": "t", "section": "t"}]},
+        "objects": [good, bad]}))
+    state = tmp_path / "state"
+    r = harden("apply", "--profile", str(profile), "--kubeconfig", kube.kubeconfig, "--state-dir", str(state), "--auto-approve")
+    assert r.returncode == 1
+    assert "broken" in r.stderr and "Traceback" not in r.stderr
+    names = [p.metadata.name for p in client.NetworkingV1Api(kube.api_client).list_namespaced_network_policy(namespace).items]
+    assert names == []
+    assert not (state / "default.json").exists()
+
+
+def test_identity_without_rbac_gets_a_clear_forbidden_error(kube, tmp_path):
+    """Real RBAC: alice may not list anything, and harden says so, naming the request."""
+    r = harden("plan", "--profile", "read-only-server", "--kubeconfig", kube.restricted["alice"],
+               "--state-dir", str(tmp_path))
+    assert r.returncode == 1
+    assert "forbidden" in r.stderr and "alice" in r.stderr
+    assert "Traceback" not in r.stderr

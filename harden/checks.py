@@ -112,3 +112,107 @@ def run_checks(profile: str, checks: tuple[dict, ...], objs: list[Obj], source: 
         out.append(Finding(profile, c["id"], ok, Severity(c.get("severity", "warning")), message,
                            source=source, line=c.get("line")))
     return out
+
+
+# -- Argo CD checks (profiles/argocd-*.yaml) --------------------------------------------------------
+
+_WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+
+
+def _workloads(objs: list[Obj], namespace: str, labels: dict[str, str]) -> list[Obj]:
+    """Deployments, StatefulSets and DaemonSets in `namespace` whose pod template carries `labels`."""
+    return sorted((o for o in objs if o.get("kind") in _WORKLOAD_KINDS and o["metadata"].get("namespace") == namespace
+                   and all(((((o.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels") or {}).get(k) == v
+                           for k, v in labels.items())),
+                  key=lambda o: (o["kind"], o["metadata"]["name"]))
+
+
+def _pod_spec(obj: Obj) -> dict:
+    return ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+
+
+def _tls_version(text: Any) -> tuple[int, int] | None:
+    parts = str(text).strip().split(".")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts) or parts[0] != "1" or int(parts[1]) > 3:
+        return None
+    return int(parts[0]), int(parts[1])
+
+
+@check("tlsMinVersionAtLeast")
+def tls_min_version_at_least(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
+    """A TLS version parameter is one Go's crypto/tls knows ("1.0".."1.3") and is at least `atLeast`."""
+    have, floor = _tls_version(w["version"]), _tls_version(w.get("atLeast", "1.2"))
+    if have is None:
+        return False, f"TLS version {w['version']!r} is not one of 1.0, 1.1, 1.2, 1.3"
+    if floor is not None and have < floor:
+        return False, f"TLS minimum {w['version']} is older than {w.get('atLeast', '1.2')}"
+    return True, f"TLS minimum {w['version']} (at least {w.get('atLeast', '1.2')})"
+
+
+@check("configMapKeysConsumed")
+def config_map_keys_consumed(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
+    """Each consumer workload reads its ConfigMap key (env valueFrom.configMapKeyRef), so setting the
+    key reaches the process. `consumers`: [{labels, key}], matched on pod-template labels."""
+    ns, cm = w["namespace"], w["configMap"]
+    found, missing = [], []
+    for c in w.get("consumers") or []:
+        workloads = _workloads(objs, ns, c.get("labels") or {})
+        what = ",".join(f"{k}={v}" for k, v in (c.get("labels") or {}).items())
+        if not workloads:
+            missing.append(f"no workload {what} in {ns}")
+            continue
+        for wl in workloads:
+            spec = _pod_spec(wl)
+            envs = [e for ct in (spec.get("containers") or []) + (spec.get("initContainers") or [])
+                    for e in ct.get("env") or []
+                    if (((e.get("valueFrom") or {}).get("configMapKeyRef") or {}).get("name") == cm
+                        and e["valueFrom"]["configMapKeyRef"].get("key") == c["key"])]
+            if envs:
+                found.append(f"{wl['metadata']['name']} reads {c['key']} as {envs[0]['name']}")
+            else:
+                missing.append(f"{wl['kind']} {wl['metadata']['name']} does not read {cm} key {c['key']}")
+    if missing:
+        return False, "; ".join(missing) + " (the ConfigMap setting would have no effect there)"
+    return True, "; ".join(found) or "no consumers listed"
+
+
+@check("configMapValuesNot")
+def config_map_values_not(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
+    """A ConfigMap holds none of the forbidden key=value pairs (values compared case-insensitively)."""
+    ns, name = w["namespace"], w["configMap"]
+    cms = [o for o in objs if o.get("kind") == "ConfigMap" and o["metadata"].get("namespace") == ns
+           and o["metadata"].get("name") == name]
+    if not cms:
+        return False, f"ConfigMap {ns}/{name} not found; cannot verify"
+    data = cms[0].get("data") or {}
+    bad = [f"{k}={data[k]}" for k, v in (w.get("forbid") or {}).items()
+           if k in data and str(data[k]).strip().lower() == str(v).strip().lower()]
+    if bad:
+        return False, f"ConfigMap {ns}/{name} sets {', '.join(sorted(bad))}"
+    return True, f"ConfigMap {ns}/{name} sets none of {', '.join(sorted(w.get('forbid') or {}))}"
+
+
+@check("noProjectedTokenVolume")
+def no_projected_token_volume(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
+    """The workload gets no Kubernetes token another way than the automount (a projected
+    serviceAccountToken volume), and runs as the expected service account."""
+    ns, labels = w["namespace"], w.get("labels") or {}
+    workloads = _workloads(objs, ns, labels)
+    what = ",".join(f"{k}={v}" for k, v in labels.items())
+    if not workloads:
+        return False, f"no workload {what} in {ns}; cannot verify"
+    problems = []
+    for wl in workloads:
+        spec = _pod_spec(wl)
+        name = f"{wl['kind']} {wl['metadata']['name']}"
+        for vol in spec.get("volumes") or []:
+            sources = ((vol.get("projected") or {}).get("sources")) or []
+            if any("serviceAccountToken" in (s or {}) for s in sources):
+                problems.append(f"{name} mounts a service account token through volume {vol.get('name')}")
+        sa = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+        if w.get("serviceAccount") and sa != w["serviceAccount"]:
+            problems.append(f"{name} runs as service account {sa}, not {w['serviceAccount']}")
+    if problems:
+        return False, "; ".join(problems)
+    return True, (f"{', '.join(o['metadata']['name'] for o in workloads)} mounts no projected token"
+                  + (f" and runs as {w['serviceAccount']}" if w.get("serviceAccount") else ""))

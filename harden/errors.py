@@ -11,7 +11,7 @@ the way `terraform validate` does, instead of fixing them one run at a time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)

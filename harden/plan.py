@@ -22,10 +22,9 @@ from datetime import datetime, timezone
 from typing import Iterable
 
 from . import __version__
-from .diff import conflicts, diff_fields, merge_partial, project, restore_shape
+from .diff import conflicts, diff_fields, merge_partial, restore_shape
 from .errors import Diagnostic, Diagnostics
-from .model import (LABEL_MANAGED_BY, LABEL_STACK, MANAGER, Action, Change, ChangeKind, FieldChange, Finding,
-                    Obj, Plan, ResourceKey)
+from .model import (LABEL_MANAGED_BY, LABEL_STACK, MANAGER, Action, Change, ChangeKind, FieldChange, Obj, Plan, ResourceKey)
 from .observe import Live
 from .render import Candidate, PatchIntent, Rendered, Target, identity, materialize
 from .state import Record, State

@@ -33,4 +33,4 @@ def evaluate(objects: list[dict[str, Any]], expectation: dict[str, Any]) -> tupl
     ok = decision.allowed == want
     verdict = "may" if decision.allowed else "may not"
     return ok, (f"{p['subject']} {verdict} {p['verb']} {p['resource']}{where}"
-                + ("" if ok else f", expected the opposite"))
+                + ("" if ok else ", expected the opposite"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import yaml
+
 from ..model import Action, Plan
 from . import by_profile, headline, summary_line, value_text
 
@@ -19,12 +21,18 @@ def render(plan: Plan) -> str:
             for conflict in c.conflicts:
                 lines.append(f"  - takes `{conflict.path}` over from field manager `{conflict.manager}`")
         lines.append("")
-        lines += ["| object | field | before | after |", "|---|---|---|---|"]
+        # New objects read best whole; changes to existing ones read best field by field.
         for c in changes:
-            for f in c.fields:
+            if c.action is Action.CREATE and c.body:
+                lines += [f"<details><summary>{c.key.display()}</summary>", "", "```yaml",
+                          yaml.safe_dump(c.body, sort_keys=False).rstrip(), "```", "", "</details>", ""]
+        rows = [(c, f) for c in changes if c.action is not Action.CREATE for f in c.fields]
+        if rows:
+            lines += ["| object | field | before | after |", "|---|---|---|---|"]
+            for c, f in rows:
                 lines.append(f"| {_cell(c.key.display())} | `{_cell(f.path)}` | `{_cell(value_text(f.before, 80))}` "
                              f"| `{_cell(value_text(f.after, 80))}` |")
-        lines.append("")
+            lines.append("")
     if plan.findings:
         lines += ["### Checks and expectations", "", "| result | profile | id | severity | message |", "|---|---|---|---|---|"]
         for f in plan.findings:
@@ -41,4 +49,3 @@ def render(plan: Plan) -> str:
     return "\n".join(lines)
 
 
-_ = Action  # glyphs come from Action values

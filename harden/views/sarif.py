@@ -4,7 +4,7 @@ points at the profile line that caused it."""
 from __future__ import annotations
 
 from .. import __version__
-from ..model import Action, Plan
+from ..model import Plan
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 
@@ -52,4 +52,3 @@ def render(plan: Plan, profile_files: dict[str, str]) -> dict:
                       "results": results}]}
 
 
-_ = Action

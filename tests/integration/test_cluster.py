@@ -8,6 +8,7 @@ broken or fake control plane fails here first, not in harden's own tests.
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 from kubernetes import client
@@ -78,9 +79,10 @@ def test_conflicting_manager_gets_409_then_force_takes_ownership(kube, namespace
     with pytest.raises(ConflictError) as exc:
         _apply(res, other, namespace, manager="intruder")
     assert exc.value.status == 409
-    body = exc.value.body
-    body = body.decode() if isinstance(body, bytes) else str(body)
-    assert 'conflict with "harden"' in body  # the conflict names the current owner
+    status = json.loads(exc.value.body)
+    # the Status names the current owner of each contested field
+    causes = {(c["reason"], c["field"], c["message"]) for c in status["details"]["causes"]}
+    assert ("FieldManagerConflict", ".spec.ingress", 'conflict with "harden"') in causes
 
     _apply(res, other, namespace, manager="intruder", force_conflicts=True)
     got = res.get(name="allow-web", namespace=namespace).to_dict()

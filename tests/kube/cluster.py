@@ -39,7 +39,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -514,28 +513,22 @@ def up(d: str | os.PathLike, *, watch_pid: int | None = None, timeout: float = 1
     return info
 
 
-def down(d: str | os.PathLike, *, grace: float = 5.0, quiet: bool = False) -> None:
-    """Stop whatever `up` started in d. Safe to call repeatedly."""
-    d = Path(d)
-    pids_file = d / "pids.json"
-    if not pids_file.exists():
-        return
-    pids = json.loads(pids_file.read_text())
-    # Reverse start order: clients first, etcd last.
-    order = [c for c in reversed(COMPONENTS) if c in pids]
-    live = {c: pids[c] for c in order if _alive(pids[c]) and _is_kubestack(pids[c])}
-    for comp, pid in live.items():
+def _stop(procs: dict[str, int], grace: float, quiet: bool) -> None:
+    """SIGTERM the process groups, SIGKILL whatever is still alive after grace."""
+    for pid in procs.values():
         try:
             os.killpg(pid, signal.SIGTERM)  # pid == pgid (start_new_session)
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + grace
+    live = dict(procs)
     while live and time.monotonic() < deadline:
-        live = {c: p for c, p in live.items() if _alive(p)}
         time.sleep(0.1)
+        live = {c: p for c, p in live.items() if _alive(p)}
     for comp, pid in live.items():
         if not quiet:
-            print(f"{comp} (pid {pid}) ignored SIGTERM, killing", file=sys.stderr)
+            print(f"{comp} (pid {pid}) still running {grace:.0f}s after SIGTERM, killing",
+                  file=sys.stderr)
         try:
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -545,6 +538,20 @@ def down(d: str | os.PathLike, *, grace: float = 5.0, quiet: bool = False) -> No
             if not _alive(pid):
                 break
             time.sleep(0.1)
+
+
+def down(d: str | os.PathLike, *, grace: float = 8.0, quiet: bool = False) -> None:
+    """Stop whatever `up` started in d. Safe to call repeatedly."""
+    d = Path(d)
+    pids_file = d / "pids.json"
+    if not pids_file.exists():
+        return
+    pids = json.loads(pids_file.read_text())
+    live = {c: p for c, p in pids.items() if _alive(p) and _is_kubestack(p)}
+    # Two phases: the API server drains cleanly (~3s) only while etcd is still
+    # there; with etcd gone first it hangs on storage until SIGKILL.
+    _stop({c: p for c, p in live.items() if c != "etcd"}, grace, quiet)
+    _stop({c: p for c, p in live.items() if c == "etcd"}, grace, quiet)
     pids_file.unlink(missing_ok=True)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from typing import Any
 
 import yaml
@@ -120,11 +121,44 @@ def _maybe_yaml(text: Any) -> Any:
     return parsed if isinstance(parsed, (dict, list)) else text
 
 
-def _path_text(path: list) -> str:
+_PLAIN = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def path_text(path: list) -> str:
+    """A field path as text: `spec.ingress[0]`, `data["server.tls.minversion"]`,
+    `spec.template.spec.containers[name=argo-server].args`. `split_path` reads it back."""
     out = ""
     for p in path:
-        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+        if isinstance(p, int):
+            out += f"[{p}]"
+        elif isinstance(p, tuple):
+            out += f"[{p[0]}={p[1]}]"
+        elif _PLAIN.match(str(p)):
+            out += f".{p}" if out else str(p)
+        else:
+            out += "[" + json.dumps(str(p)) + "]"
     return out
+
+
+_TOKEN = re.compile(r'\.?([A-Za-z0-9_-]+)|\[(\d+)\]|\[("(?:[^"\\]|\\.)*")\]|\[([A-Za-z]+)=([^\]]*)\]')
+
+
+def split_path(text: str) -> list:
+    out: list = []
+    for m in _TOKEN.finditer(text):
+        plain, index, quoted, sel_key, sel_value = m.groups()
+        if plain is not None:
+            out.append(plain)
+        elif index is not None:
+            out.append(int(index))
+        elif quoted is not None:
+            out.append(json.loads(quoted))
+        else:
+            out.append((sel_key, sel_value))
+    return out
+
+
+_path_text = path_text
 
 
 def diff_fields(desired: Obj, live: Obj | None) -> list[FieldChange]:
@@ -189,6 +223,13 @@ def _owns(fields: dict, path: list, live_at: Any) -> bool:
     for p in path:
         if not node:  # an empty set here means this whole (atomic) field is owned
             return True
+        if isinstance(p, tuple):  # a keyed-list entry named by its merge key
+            token = "k:" + json.dumps({p[0]: p[1]}, separators=(",", ":"))
+            if token not in node:
+                return False
+            node = node[token]
+            cur = next((x for x in cur or [] if isinstance(x, dict) and x.get(p[0]) == p[1]), None)
+            continue
         if isinstance(p, int):
             if parent_key in KEYED_LISTS and isinstance(cur, list) and p < len(cur):
                 key = KEYED_LISTS[parent_key]
@@ -207,21 +248,6 @@ def _owns(fields: dict, path: list, live_at: Any) -> bool:
     return True
 
 
-def _split(path: str) -> list:
-    out: list = []
-    for part in path.replace("]", "").split("."):
-        while "[" in part:
-            head, _, rest = part.partition("[")
-            if head:
-                out.append(head)
-            part = rest
-            out.append(int(part) if part.isdigit() else part)
-            part = ""
-        if part:
-            out.append(part)
-    return out
-
-
 def conflicts(live: Obj | None, changes: list[FieldChange]) -> list[FieldConflict]:
     """Fields harden would change that another field manager owns (their apply would conflict)."""
     if not live:
@@ -233,7 +259,7 @@ def conflicts(live: Obj | None, changes: list[FieldChange]) -> list[FieldConflic
             continue
         fields = entry.get("fieldsV1") or {}
         for change in changes:
-            path = _split(change.path)
+            path = split_path(change.path)
             if _owns(fields, path, live):
                 top = _atomic_prefix(path)
                 out[(top, manager)] = FieldConflict(top, manager, entry.get("operation", ""))

@@ -278,6 +278,10 @@ class Value:
     file: str | None
     line: int | None
     field: str
+    raw: str | None = None  # the text of a --set value, before YAML parsing
+
+
+TEXT_TYPES = {"string", "namespace"}
 
 
 def resolve_values(profile: Profile, given: dict[str, Value], problems: list[Diagnostic]) -> dict[str, Any]:
@@ -285,8 +289,10 @@ def resolve_values(profile: Profile, given: dict[str, Value], problems: list[Dia
     for name, decl in profile.parameters.items():
         if name in given:
             v = given[name]
+            # `--set minVersion=1.3` means the text "1.3" for a string parameter, not the number 1.3.
+            value = v.raw if (v.raw is not None and decl["type"] in TEXT_TYPES) else v.value
             try:
-                out[name] = coerce(decl, v.value)
+                out[name] = coerce(decl, value)
             except ValueError as exc:
                 problems.append(Diagnostic(f"parameter {name!r} of profile {profile.name!r}: {exc}",
                                            file=v.file, line=v.line, field=v.field,
@@ -317,7 +323,7 @@ def parse_set(pairs: list[str], problems: list[Diagnostic]) -> dict[str, Value]:
             value = yaml.safe_load(raw) if raw else ""
         except yaml.YAMLError:
             value = raw
-        out[key.strip()] = Value(value, None, None, f"--set {key}")
+        out[key.strip()] = Value(value, None, None, f"--set {key}", raw=raw)
     return out
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from .diff import path_text
 from .load import Selected
 from .model import LABEL_MANAGED_BY, LABEL_PROFILE, LABEL_STACK, MANAGER, Obj, ResourceKey
 
@@ -108,6 +109,8 @@ class _Template(string.Template):
 def _text(v: Any) -> str:
     if v is None:
         return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
     if isinstance(v, dict) and all(isinstance(x, str) for x in v.values()):
         return ",".join(f"{k}={x}" for k, x in v.items())  # label selectors read as app=argo-server
     if isinstance(v, list):
@@ -303,7 +306,7 @@ def materialize(intent: PatchIntent, live: Obj) -> tuple[Obj, list[str]]:
     """The fields harden sets on `live` for this intent, as a partial object, and their paths."""
     op, spec = intent.op, intent.spec
     if op == "set":
-        paths = [".".join(p) for p in _leaf_map_paths(spec, ())]
+        paths = [path_text(list(p)) for p in _leaf_map_paths(spec, ())]
         return copy.deepcopy(spec), paths
     if op == "restrictVerbs":
         return {"rules": restrict_rules(live.get("rules") or [], spec["verbs"], spec.get("dropResources", []))}, ["rules"]
@@ -311,13 +314,13 @@ def materialize(intent: PatchIntent, live: Obj) -> tuple[Obj, list[str]]:
         _, c = _container(live, spec["container"])
         args = edit_args(list(c.get("args") or []), spec.get("set") or {}, spec.get("remove") or [])
         partial = {"spec": {"template": {"spec": {"containers": [{"name": spec["container"], "args": args}]}}}}
-        return partial, [f"spec.template.spec.containers[name={spec['container']}].args"]
+        return partial, [path_text(["spec", "template", "spec", "containers", ("name", spec["container"]), "args"])]
     if op == "configMapYaml":
         current = (live.get("data") or {}).get(spec["key"]) or ""
         parsed = yaml.safe_load(current) or {}
         merged = deep_merge(parsed, spec["merge"])
         text = yaml.safe_dump(merged, sort_keys=False, default_flow_style=False)
-        return {"data": {spec["key"]: text}}, [f"data.{spec['key']}"]
+        return {"data": {spec["key"]: text}}, [path_text(["data", spec["key"]])]
     raise ValueError(op)
 
 

@@ -110,11 +110,11 @@ def test_security_impact_shows_the_rbac_losses(planned):
 def test_tls_sets_min_version_keys_and_rolls_the_servers(planned):
     cm = changes(planned)[key("ConfigMap", "argocd-cmd-params-cm")]
     assert cm.action is Action.UPDATE and cm.kind is ChangeKind.PATCH
-    assert fields(cm) == {"data.server.tls.minversion": "1.2", "data.reposerver.tls.minversion": "1.2"}
+    assert fields(cm) == {'data["server.tls.minversion"]': "1.2", 'data["reposerver.tls.minversion"]': "1.2"}
     server = changes(planned)[key("Deployment", "argocd-server")]
-    assert fields(server) == {"spec.template.metadata.annotations.harden.dev/tls-min-version": "1.2"}
+    assert fields(server) == {'spec.template.metadata.annotations["harden.dev/tls-min-version"]': "1.2"}
     repo = changes(planned)[key("Deployment", "argocd-repo-server")]
-    assert "spec.template.metadata.annotations.harden.dev/tls-min-version" in fields(repo)
+    assert 'spec.template.metadata.annotations["harden.dev/tls-min-version"]' in fields(repo)
     # strict TLS is opt-in: without it, no strict keys and the controller is not restarted
     assert key("StatefulSet", "argocd-application-controller") not in changes(planned, Action.UPDATE)
 
@@ -123,13 +123,13 @@ def test_tls_strict_and_version_parameters(tmp_path):
     p = plan_for(tmp_path, stack=None, profiles=("argocd-tls",), sets=("strictTls=true", "minVersion='1.3'"))
     assert not [f for f in p.plan.findings if not f.passed]
     cm = fields(changes(p)[key("ConfigMap", "argocd-cmd-params-cm")])
-    assert cm["data.server.tls.minversion"] == "1.3"
+    assert cm['data["server.tls.minversion"]'] == "1.3"
     for k in ("server.repo.server.strict.tls", "server.dex.server.strict.tls", "controller.repo.server.strict.tls",
               "applicationsetcontroller.repo.server.strict.tls"):
-        assert cm[f"data.{k}"] == "true"
+        assert cm[f'data["{k}"]'] == "true"
     for kind, name in (("StatefulSet", "argocd-application-controller"), ("Deployment", "argocd-applicationset-controller"),
                        ("Deployment", "argocd-server")):
-        assert fields(changes(p)[key(kind, name)])["spec.template.metadata.annotations.harden.dev/tls-strict"] == "true"
+        assert fields(changes(p)[key(kind, name)])['spec.template.metadata.annotations["harden.dev/tls-strict"]'] == "true"
 
 
 def test_tls_refuses_a_weaker_minimum(tmp_path):

@@ -77,8 +77,11 @@ def load_documents(text: str, file: str) -> list[Document]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
-        raise InputError(f"malformed YAML: {exc.problem or exc}", file=file, line=line,
-                         hint="check indentation and quoting around this line") from None
+        summary = f"malformed YAML: {exc.problem or exc}"
+        if exc.context and exc.context_mark and exc.context_mark.line + 1 != line:
+            summary += f" ({exc.context} that started on line {exc.context_mark.line + 1})"
+        raise InputError(summary, file=file, line=line,
+                         hint="check indentation, quoting and brackets around this line") from None
     docs = []
     for node in nodes:
         if node is None:

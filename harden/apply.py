@@ -132,11 +132,14 @@ def apply_plan(plan: Plan, cluster: Cluster, backend: FileBackend, *, parallelis
         current[0] = state.with_records(records)
         backend.write(current[0])
 
-    # Deletions last, creations and updates first: a default-deny never lands before its allowances
-    # are written in the same run (all of them are written before the deletes).
-    phases = [[c for c in todo if c.action in (Action.CREATE, Action.UPDATE)],
-              [c for c in todo if c.action in (Action.DELETE, Action.RELEASE)]]
-    for phase in phases:
+    # Order matters for NetworkPolicies: a default deny lands only after the allowances written in
+    # the same run, and is the first thing removed, so no run opens a window where traffic Argo
+    # needs is dropped. Writes go before removals.
+    writes = [c for c in todo if c.action in (Action.CREATE, Action.UPDATE)]
+    removals = [c for c in todo if c.action in (Action.DELETE, Action.RELEASE)]
+    phases = [[c for c in writes if not _is_deny(c)], [c for c in writes if _is_deny(c)],
+              [c for c in removals if _is_deny(c)], [c for c in removals if not _is_deny(c)]]
+    for phase in filter(None, phases):
         with ThreadPoolExecutor(parallelism) as pool:
             futures = {pool.submit(_with_retries, lambda c=c: _write(cluster, c, False)): c for c in phase}
             for fut in as_completed(futures):
@@ -153,6 +156,16 @@ def apply_plan(plan: Plan, cluster: Cluster, backend: FileBackend, *, parallelis
             break
     result.state = current[0]
     return result
+
+
+def _is_deny(c: Change) -> bool:
+    """A NetworkPolicy that only isolates (no ingress or egress rules): a default deny."""
+    if c.key.kind != "NetworkPolicy":
+        return False
+    spec = (c.body or {}).get("spec")
+    if spec is None:  # a deletion carries the live spec as its field changes
+        spec = next((f.before for f in c.fields if f.path == "spec"), None) or {}
+    return not spec.get("ingress") and not spec.get("egress")
 
 
 def _merge_record(old: Record | None, new: Record) -> Record:

@@ -134,6 +134,10 @@ def apply_cmd(req: Request, *, plan_file: str | None, auto_approve: bool, lock_t
     backend_dir = req.state_dir
     if plan_file:
         plan = read_plan(plan_file)
+        if plan.failed_findings:
+            failed = ", ".join(f"{f.profile}/{f.id}" for f in plan.failed_findings)
+            raise ExpectationFailed(f"this plan breaks {failed}; refusing to apply it", file=plan_file,
+                                    hint="fix the profile parameters and plan again")
         source, client = connect(req)
         backend = FileBackend(backend_dir, plan.stack)
         with backend.lock(_parse_duration(lock_timeout), "apply"):

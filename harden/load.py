@@ -290,7 +290,9 @@ def resolve_values(profile: Profile, given: dict[str, Value], problems: list[Dia
         if name in given:
             v = given[name]
             # `--set minVersion=1.3` means the text "1.3" for a string parameter, not the number 1.3.
-            value = v.raw if (v.raw is not None and decl["type"] in TEXT_TYPES) else v.value
+            value = v.value
+            if v.raw is not None and decl["type"] in TEXT_TYPES and isinstance(v.value, (int, float, bool)):
+                value = v.raw
             try:
                 out[name] = coerce(decl, value)
             except ValueError as exc:

@@ -13,7 +13,7 @@ from .checks import run_checks
 from .load import Selection, select
 from .model import Finding, Plan, Severity
 from .observe import ClusterSource, Live, SnapshotSource
-from .plan import kinds_needed, make_plan, predict
+from .plan import detect, kinds_needed, make_plan, predict
 from .render import Rendered, render
 from .state import FileBackend, State
 
@@ -64,6 +64,16 @@ def build_plan(req: Request, *, destroy: bool = False, with_impact: bool = True)
     state = backend.read()
     source, client = connect(req)
     live = source.observe(kinds_needed(rendered, state))
+    # Parameters the install can tell us (which labels argo-server's pods carry in this layout) are
+    # read from the targets found, unless the user set them; then the profile is rendered again.
+    detected: list[dict] = []
+    items = []
+    for sel, r in zip(selection.items, rendered):
+        changed, report = detect(sel, r, live)
+        detected += report
+        items.append(replace(sel, values={**sel.values, **changed}) if changed else sel)
+    selection = replace(selection, items=tuple(items))
+    rendered = rendered_for(selection)
     files = {s.profile.name: s.profile.file for s in selection.items}
     if destroy:
         plan = make_plan([], live, state, selection.stack, selection=selection.description,
@@ -79,7 +89,7 @@ def build_plan(req: Request, *, destroy: bool = False, with_impact: bool = True)
     if not destroy:
         findings += evaluate_expectations(rendered, after, files)
     impact = security_impact(live.all(), after) if with_impact else {}
-    plan = replace(plan, findings=tuple(findings), impact=impact)
+    plan = replace(plan, findings=tuple(findings), impact=impact, detected=tuple(detected))
     return Planned(plan, live, client, backend, state, files)
 
 

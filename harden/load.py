@@ -63,6 +63,7 @@ class Selected:
 
     profile: Profile
     values: dict[str, Any]
+    given: frozenset[str] = frozenset()  # parameters the user set (detection never overrides them)
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,12 @@ def parse_profile(doc: Document) -> Profile:
                                        line=doc.line_of(path), field=dotted(path),
                                        hint=f"declare it under parameters, or use one of: {', '.join(params) or '(none)'}"))
     target_ids = {t["id"] for t in data.get("targets", [])}
+    for i, decl in enumerate(data.get("parameters", [])):
+        if "detect" in decl and decl["detect"]["target"] not in target_ids:
+            problems.append(Diagnostic(f"parameter {decl['name']!r} detects from unknown target {decl['detect']['target']!r}",
+                                       file=doc.file, line=doc.line_of(("parameters", i, "detect")),
+                                       field=f"parameters[{i}].detect.target",
+                                       hint=f"declare it under targets ({', '.join(sorted(target_ids)) or 'none declared'})"))
     for i, patch in enumerate(data.get("patches", [])):
         if patch["target"] not in target_ids:
             problems.append(Diagnostic(f"patch names unknown target {patch['target']!r}", file=doc.file,
@@ -409,7 +416,7 @@ def select(profile_refs: list[str], stack_file: str | None, sets: list[str]) -> 
                 given[pkey] = v
             elif not dot and k in profile.parameters:
                 given[k] = v
-        items.append(Selected(profile, resolve_values(profile, given, problems)))
+        items.append(Selected(profile, resolve_values(profile, given, problems), frozenset(given)))
 
     known = {f"{s.profile.name}.{p}" for s in items for p in s.profile.parameters} | {p for s in items for p in s.profile.parameters}
     for k, v in cli_values.items():

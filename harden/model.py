@@ -195,6 +195,7 @@ class Plan:
     changes: tuple[Change, ...]
     findings: tuple[Finding, ...] = ()
     targets: tuple[dict, ...] = ()   # which object each profile target resolved to (or none)
+    detected: tuple[dict, ...] = ()  # parameter values read from the install (detect:)
     impact: dict = field(default_factory=dict)
     source: dict = field(default_factory=dict)
     selection: dict = field(default_factory=dict)
@@ -231,6 +232,7 @@ class Plan:
             "summary": self.counts(),
             "changes": [c.to_dict() for c in self.changes],
             "targets": list(self.targets),
+            "detected": list(self.detected),
             "findings": [f.to_dict() for f in self.findings],
             "impact": self.impact,
         }
@@ -241,7 +243,7 @@ class Plan:
             stack=d["stack"], lineage=d.get("lineage"), serial=d["serial"],
             changes=tuple(Change.from_dict(c) for c in d["changes"]),
             findings=tuple(Finding.from_dict(f) for f in d.get("findings", [])),
-            targets=tuple(d.get("targets", [])), impact=d.get("impact", {}),
+            targets=tuple(d.get("targets", [])), detected=tuple(d.get("detected", [])), impact=d.get("impact", {}),
             source=d.get("source", {}), selection=d.get("selection", {}),
             created_at=d.get("createdAt", ""), harden_version=d.get("hardenVersion", ""),
         )

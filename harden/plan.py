@@ -19,7 +19,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Iterable
+from typing import Any, Iterable
 
 from . import __version__
 from .diff import conflicts, diff_fields, merge_partial, restore_shape
@@ -69,6 +69,35 @@ def resolve_target(target: Target, live: Live) -> Resolved:
             if matches:
                 return Resolved(target, cand, matches[0])
     return Resolved(target, None, None)
+
+
+def detect(selected, rendered: Rendered, live: Live) -> tuple[dict[str, Any], list[dict]]:
+    """Values of `detect:` parameters the user did not set, read from the targets found in `live`.
+
+    Returns the new values (only those that changed) and a report of what was detected from where,
+    which the plan shows so nobody wonders where a selector came from.
+    """
+    targets = {t.id: t for t in rendered.targets}
+    changed: dict[str, Any] = {}
+    report: list[dict] = []
+    for name, decl in selected.profile.parameters.items():
+        how = decl.get("detect")
+        if not how or name in selected.given:
+            continue
+        res = resolve_target(targets[how["target"]], live)
+        if res.obj is None:
+            continue
+        if how["from"] == "podSelector":
+            value = (((res.obj.get("spec") or {}).get("selector") or {}).get("matchLabels")) or None
+        else:
+            value = (res.obj.get("metadata") or {}).get("namespace") or None
+        if value is None:
+            continue
+        report.append({"profile": rendered.profile, "parameter": name, "value": value,
+                       "from": res.candidate.describe() if res.candidate else ""})
+        if value != selected.values.get(name):
+            changed[name] = value
+    return changed, report
 
 
 def make_plan(rendered: list[Rendered], live: Live, state: State, stack: str, *,

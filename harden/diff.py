@@ -92,10 +92,12 @@ def project(live: Any, desired: Any, field: str | None = None) -> Any:
                 out[k] = project(live[k], v, k)
         return out
     if isinstance(desired, list) and field in KEYED_LISTS and isinstance(live, list):
+        # Positions stay aligned with `desired` (None where live has no such entry), so an index in
+        # a diff path names the desired entry, and therefore its key.
         key = KEYED_LISTS[field]
         by_key = {item.get(key): item for item in live if isinstance(item, dict)}
-        return [project(by_key[d.get(key)], d, None) for d in desired
-                if isinstance(d, dict) and d.get(key) in by_key]
+        return [project(by_key[d.get(key)], d, None) if isinstance(d, dict) and d.get(key) in by_key else None
+                for d in desired]
     return live
 
 
@@ -179,8 +181,26 @@ def diff_fields(desired: Obj, live: Obj | None) -> list[FieldChange]:
             path = level.path(output_format="list")
             before = None if _missing(level.t1) else level.t1
             after = None if _missing(level.t2) else level.t2
-            changes += _expand(list(path), before, after)
+            changes += _expand(_keyed(list(path), want), before, after)
     return sorted(changes, key=lambda c: c.path)
+
+
+def _keyed(path: list, want: Any) -> list:
+    """Name entries of keyed lists by their merge key (`containers[name=argo-server]`), not position."""
+    out: list = []
+    node, parent = want, None
+    for p in path:
+        if isinstance(p, int) and parent in KEYED_LISTS and isinstance(node, list) and p < len(node) \
+                and isinstance(node[p], dict) and KEYED_LISTS[parent] in node[p]:
+            out.append((KEYED_LISTS[parent], node[p][KEYED_LISTS[parent]]))
+        else:
+            out.append(p)
+        try:
+            node = node[p]
+        except (KeyError, IndexError, TypeError):
+            node = None
+        parent = p if isinstance(p, str) else None
+    return out
 
 
 def _expand(path: list, before: Any, after: Any) -> list[FieldChange]:

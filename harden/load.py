@@ -273,6 +273,16 @@ COERCE = {
 }
 
 
+TYPE_HINTS = {
+    "string": "give a string", "namespace": "give a namespace name like argo",
+    "cidr": "give a CIDR like 10.0.0.0/8", "cidrList": "give CIDRs like [10.0.0.0/8, 192.168.0.0/16]",
+    "port": "give a port number from 1 to 65535", "portList": "give port numbers like [443, 6443]",
+    "labelSelector": "give labels like app=postgres or {app: postgres}",
+    "peer": "give a CIDR like 10.0.0.0/8 or {namespace: argo, podSelector: {app: postgres}}",
+    "boolean": "give true or false", "integer": "give a whole number", "stringList": "give a list like [a, b]",
+}
+
+
 def coerce(decl: dict, value: Any) -> Any:
     return COERCE[decl["type"]](value)
 
@@ -305,7 +315,7 @@ def resolve_values(profile: Profile, given: dict[str, Value], problems: list[Dia
             except ValueError as exc:
                 problems.append(Diagnostic(f"parameter {name!r} of profile {profile.name!r}: {exc}",
                                            file=v.file, line=v.line, field=v.field,
-                                           hint=decl.get("description")))
+                                           hint=decl.get("description") or TYPE_HINTS[decl["type"]]))
         elif "default" in decl:
             out[name] = coerce(decl, decl["default"])
         elif decl.get("required", False):

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 from deepdiff import DeepDiff
+from deepdiff.helper import CannotCompare
 
 from .model import MANAGER, FieldChange, FieldConflict, Obj
 
@@ -174,7 +175,8 @@ def diff_fields(desired: Obj, live: Obj | None) -> list[FieldChange]:
     if live is None:
         return [FieldChange(_path_text(p), None, v) for p, v in _leaves(want, [])]
     have = project(comparable(live), want)
-    dd = DeepDiff(have, want, view="tree", ignore_order=False, verbose_level=2)
+    dd = DeepDiff(have, want, view="tree", ignore_order=False, verbose_level=2, iterable_compare_func=_same_entry,
+                  ignore_order_func=_unordered)
     changes = []
     for report in dd.values():
         for level in report:
@@ -203,6 +205,24 @@ def _keyed(path: list, want: Any) -> list:
     return out
 
 
+UNORDERED = {"verbs", "resources", "apiGroups", "resourceNames", "policyTypes"}
+
+
+def _unordered(level: Any) -> bool:
+    """Lists whose order means nothing to the API server compare as sets (no drift on reordering)."""
+    path = level.path(output_format="list")
+    return bool(path) and path[-1] in UNORDERED
+
+
+def _same_entry(a: Any, b: Any, level: Any = None) -> bool:
+    """Pair entries of atomic lists for display: RBAC rules by what they are about, so dropping one
+    rule reads as one rule removed rather than every later rule rewritten."""
+    if isinstance(a, dict) and isinstance(b, dict) and "verbs" in a and "verbs" in b:
+        about = ("apiGroups", "resources", "nonResourceURLs", "resourceNames")
+        return all(a.get(k) == b.get(k) for k in about)
+    raise CannotCompare() from None
+
+
 def _expand(path: list, before: Any, after: Any) -> list[FieldChange]:
     """Report a changed mapping as the leaves that differ, so a reader sees fields, not blobs."""
     if isinstance(before, dict) and isinstance(after, dict):
@@ -211,6 +231,11 @@ def _expand(path: list, before: Any, after: Any) -> list[FieldChange]:
             if before.get(k) != after.get(k):
                 out += _expand(path + [k], before.get(k), after.get(k))
         return out
+    if isinstance(before, list) and isinstance(after, list) and path and path[-1] in UNORDERED:
+        # Set-like lists: report the members that come and go, not a rewritten list.
+        gone = [FieldChange(_path_text(path + [i]), x, None) for i, x in enumerate(before) if x not in after]
+        new = [FieldChange(_path_text(path + [i]), None, x) for i, x in enumerate(after) if x not in before]
+        return gone + new
     if before is None and isinstance(after, dict) and after:
         return [FieldChange(_path_text(path + p), None, v) for p, v in _leaves(after, [])]
     if after is None and isinstance(before, dict) and before:

@@ -81,12 +81,11 @@ def build_plan(req: Request, *, destroy: bool = False, with_impact: bool = True)
     else:
         plan = make_plan(rendered, live, state, selection.stack, selection=selection.description, profile_files=files)
     findings: list[Finding] = []
-    if not destroy:
-        objs = live.all()
-        for r in rendered:
-            findings += run_checks(r.profile, r.checks, objs, files.get(r.profile))
     after = predict(live, plan)
     if not destroy:
+        # Checks and expectations speak of the state the plan promises: the cluster after apply.
+        for r in rendered:
+            findings += run_checks(r.profile, r.checks, after, files.get(r.profile))
         findings += evaluate_expectations(rendered, after, files)
     impact = security_impact(live.all(), after) if with_impact else {}
     plan = replace(plan, findings=tuple(findings), impact=impact, detected=tuple(detected))

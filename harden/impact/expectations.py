@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..diff import split_path
 from . import netpol, rbac
 
 
@@ -26,6 +27,8 @@ def evaluate(objects: list[dict[str, Any]], expectation: dict[str, Any]) -> tupl
         ok = decision.allowed == want
         return ok, (f"{f['from']} -> {f['to']}:{f['port']} is {verdict}"
                     + ("" if ok else f", expected {'allowed' if want else 'denied'}") + f" ({decision.reason})")
+    if "value" in expectation:
+        return _value(objects, expectation["value"])
     p = expectation["permission"]
     decision = rbac.check(objects, p["subject"], p["verb"], p["resource"], p.get("namespace"))
     want = bool(p["allowed"])
@@ -34,3 +37,26 @@ def evaluate(objects: list[dict[str, Any]], expectation: dict[str, Any]) -> tupl
     verdict = "may" if decision.allowed else "may not"
     return ok, (f"{p['subject']} {verdict} {p['verb']} {p['resource']}{where}"
                 + ("" if ok else ", expected the opposite"))
+
+
+def _value(objects: list[dict[str, Any]], v: dict[str, Any]) -> tuple[bool, str]:
+    """A field of one object after apply equals the expected value (YAML-in-ConfigMap compared as text)."""
+    where = f"{v['kind']} {v.get('namespace', '') + '/' if v.get('namespace') else ''}{v['name']}"
+    obj = next((o for o in objects if o.get("kind") == v["kind"] and o.get("metadata", {}).get("name") == v["name"]
+                and (o.get("metadata", {}).get("namespace") or "") == v.get("namespace", "")), None)
+    if obj is None:
+        return False, f"{where} does not exist after apply"
+    node: Any = obj
+    for p in split_path(v["path"]):
+        if isinstance(p, tuple):
+            node = next((x for x in node or [] if isinstance(x, dict) and x.get(p[0]) == p[1]), None)
+        elif isinstance(node, dict):
+            node = node.get(p)
+        elif isinstance(node, list) and isinstance(p, int) and p < len(node):
+            node = node[p]
+        else:
+            node = None
+        if node is None:
+            break
+    ok = node == v["equals"]
+    return ok, f"{where} {v['path']} is {node!r} after apply" + ("" if ok else f", expected {v['equals']!r}")

@@ -1,0 +1,261 @@
+"""The command line: exit codes, outputs, saved plans, and clear errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from harden.cli import app
+from harden.observe import SnapshotSource
+
+ROOT = Path(__file__).resolve().parents[2]
+SNAPSHOT = ROOT / "examples" / "snapshot"
+EXAMPLE_STACK = ROOT / "examples" / "stack.yaml"
+
+# The original four network/RBAC profiles against the quick-start snapshot:
+#   namespace-isolation: 4 NetworkPolicies (default-deny, dns, kube-api, server-ingress)  -> 4 creates
+#   metrics-ingress:     1 NetworkPolicy                                                   -> 1 create
+#   db-egress (in-cluster selector database): egress for controller and server, plus the
+#                        ingress policy at the database                                     -> 3 creates
+#   read-only-server:    argo-server-cluster-role and argo-server-clusterworkflowtemplate-role
+#                        both grant more than get/list/watch in the snapshot                -> 2 updates
+FOUR_PROFILES = """\
+apiVersion: harden.dev/v1alpha1
+kind: Stack
+metadata: {name: argo-quick-start}
+parameters:
+  namespace: argo
+profiles:
+  - profile: read-only-server
+  - profile: namespace-isolation
+  - profile: metrics-ingress
+    with:
+      prometheusNamespace: monitoring
+  - profile: db-egress
+    with:
+      database: {namespace: argo, podSelector: {app: postgres}}
+      port: 5432
+"""
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def invoke(args, **kw):
+    result = CliRunner().invoke(app, [str(a) for a in args], **kw)
+    # Expected failures end in SystemExit with a code; anything else is a bug (a traceback).
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exc_info
+    return result
+
+
+@pytest.fixture
+def stack4(tmp_path):
+    p = tmp_path / "stack.yaml"
+    p.write_text(FOUR_PROFILES)
+    return p
+
+
+def plan_args(stack, tmp_path, *extra):
+    return ["plan", "-f", stack, "--snapshot", SNAPSHOT, "--state-dir", tmp_path / "state", *extra]
+
+
+# -- plan ------------------------------------------------------------------------------------------
+
+def test_plan_detailed_exitcode_with_changes(stack4, tmp_path):
+    r = invoke(plan_args(stack4, tmp_path, "--detailed-exitcode"))
+    assert r.exit_code == 2, r.output
+    assert "Plan: 8 to add, 2 to change, 0 to destroy." in flat(r.output)
+
+
+def test_plan_without_detailed_exitcode_exits_0(stack4, tmp_path):
+    r = invoke(plan_args(stack4, tmp_path))
+    assert r.exit_code == 0
+    assert "Plan: 8 to add, 2 to change, 0 to destroy." in flat(r.output)
+
+
+def test_example_stack_plan_counts(tmp_path):
+    # examples/stack.yaml adds to the four profiles above: workflow-service-account (2 ServiceAccounts,
+    # a Role, a RoleBinding: 4), artifact-egress (3 NetworkPolicies with an in-cluster repository),
+    # ui-read-only-role with a group (Role + group RoleBinding: 2) -> 8 + 4 + 3 + 2 = 17 creates;
+    # server-auth-tls edits argo-server's args (1 update) and workflow-pod-defaults,
+    # workflow-service-account and workflow-restrictions all patch the controller ConfigMap, combined
+    # into 1 update -> 2 + 1 + 1 = 4 updates.
+    r = invoke(plan_args(EXAMPLE_STACK, tmp_path, "--detailed-exitcode"))
+    assert r.exit_code == 2
+    assert "Plan: 17 to add, 4 to change, 0 to destroy." in flat(r.output)
+
+
+def test_plan_json_output(stack4, tmp_path):
+    r = invoke(plan_args(stack4, tmp_path, "--output", "json"))
+    assert r.exit_code == 0
+    data = json.loads(r.stdout)
+    assert data["summary"] == {"add": 8, "change": 2, "release": 0, "destroy": 0}
+    creates = [c for c in data["changes"] if c["action"] == "create"]
+    assert {c["key"]["name"] for c in creates} == {
+        "harden-default-deny", "harden-allow-dns", "harden-allow-kube-api", "harden-allow-server-ingress",
+        "harden-allow-metrics-ingress", "harden-allow-db-egress-controller", "harden-allow-db-egress-server",
+        "harden-allow-db-ingress-from-argo"}
+    updates = {c["key"]["name"] for c in data["changes"] if c["action"] == "update"}
+    assert updates == {"argo-server-cluster-role", "argo-server-clusterworkflowtemplate-role"}
+
+
+def test_plan_out_file_then_show(stack4, tmp_path):
+    out = tmp_path / "plan.json"
+    r = invoke(plan_args(stack4, tmp_path, "--out", out))
+    assert r.exit_code == 0
+    assert f"harden apply {out}" in flat(r.output)
+    saved = json.loads(out.read_text())
+    assert saved["stack"] == "argo-quick-start" and len(saved["changes"]) == 10
+    shown = invoke(["show", out])
+    assert shown.exit_code == 0
+    assert "Plan: 8 to add, 2 to change, 0 to destroy." in flat(shown.output)
+    assert "NetworkPolicy.networking.k8s.io argo/harden-default-deny" in shown.output
+    md = invoke(["show", out, "--output", "markdown"])
+    assert "**Plan: 8 to add, 2 to change, 0 to destroy.**" in md.output
+
+
+def test_show_missing_or_bad_plan_file(tmp_path):
+    r = invoke(["show", tmp_path / "nope.json"])
+    assert r.exit_code == 1 and "plan file not found" in flat(r.output)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"stack": "x"}')
+    r = invoke(["show", bad])
+    assert r.exit_code == 1 and "not a harden plan file" in flat(r.output)
+
+
+def test_plan_with_no_profiles_is_an_error(tmp_path):
+    r = invoke(["plan", "--snapshot", SNAPSHOT, "--state-dir", tmp_path / "state"])
+    assert r.exit_code == 1
+    assert "no profiles selected" in flat(r.output)
+
+
+def test_plan_missing_snapshot(tmp_path):
+    r = invoke(["plan", "-p", "metrics-ingress", "--snapshot", tmp_path / "nope", "--state-dir", tmp_path / "s"])
+    assert r.exit_code == 1 and "snapshot not found" in flat(r.output)
+
+
+# -- profiles and validate -------------------------------------------------------------------------
+
+def test_profiles_lists_builtins(tmp_path):
+    r = invoke(["profiles"])
+    assert r.exit_code == 0
+    names = [line.split()[0] for line in r.stdout.splitlines() if line.strip()]
+    for name in ("namespace-isolation", "metrics-ingress", "db-egress", "read-only-server"):
+        assert name in names
+    assert sorted(names) == sorted(p.stem for p in (ROOT / "profiles").glob("*.yaml"))
+
+
+def test_profiles_json(tmp_path):
+    r = invoke(["profiles", "--output", "json"])
+    rows = {row["name"]: row for row in json.loads(r.stdout)}
+    db = {p["name"]: p for p in rows["db-egress"]["parameters"]}
+    assert db["database"]["required"] is True and db["port"]["default"] == 5432
+
+
+def test_validate_builtins_succeeds():
+    r = invoke(["validate", ROOT / "profiles"])
+    assert r.exit_code == 0
+    assert "Success" in r.output
+
+
+def test_validate_broken_profile_fails_with_file_and_line(tmp_path):
+    good = (ROOT / "profiles" / "metrics-ingress.yaml").read_text()
+    broken = good.replace("    type: port\n", "    type: port\n    colour: red\n", 1)
+    assert broken != good
+    p = tmp_path / "broken.yaml"
+    p.write_text(broken)
+    line = next(i for i, text in enumerate(broken.splitlines(), 1) if "colour: red" in text)
+    r = invoke(["validate", p])
+    assert r.exit_code == 1
+    assert f"{p}:{line}" in flat(r.output)
+    assert "colour" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_validate_reports_problems_of_every_file(tmp_path):
+    (tmp_path / "a.yaml").write_text("apiVersion: harden.dev/v1alpha1\nkind: Profile\nmetadata: {name: a}\n")
+    (tmp_path / "b.yaml").write_text("key: [unclosed\n")
+    r = invoke(["validate", tmp_path])
+    assert r.exit_code == 1
+    out = flat(r.output)
+    assert str(tmp_path / "a.yaml") in out and str(tmp_path / "b.yaml") in out
+
+
+# -- apply -----------------------------------------------------------------------------------------
+
+def test_apply_without_tty_and_auto_approve_refuses(stack4, tmp_path, monkeypatch):
+    # `apply` has no --snapshot; serve the snapshot where the cluster would be read.
+    monkeypatch.setattr("harden.engine.connect", lambda req: (SnapshotSource(str(SNAPSHOT)), None))
+    r = invoke(["apply", "-f", stack4, "--state-dir", tmp_path / "state"], input="yes\n")
+    assert r.exit_code == 1
+    out = flat(r.output)
+    assert "--auto-approve" in out
+    assert "Apply complete" not in out
+    assert not (tmp_path / "state" / "argo-quick-start.json").exists()
+
+
+def run_cli(*args, env=None):
+    e = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    e.update(env or {})
+    e["COLUMNS"] = "200"
+    return subprocess.run([sys.executable, "-m", "harden.cli", *map(str, args)], cwd=ROOT, env=e, check=False,
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def test_missing_kubeconfig_is_a_clear_error(stack4, tmp_path):
+    for cmd in (["plan"], ["apply", "--auto-approve"]):
+        p = run_cli(*cmd, "-f", stack4, "--kubeconfig", "/nonexistent", "--state-dir", tmp_path / "state")
+        out = flat(p.stdout + p.stderr)
+        assert p.returncode == 1, out
+        assert "kubeconfig" in out and "/nonexistent" in out
+        assert "Traceback" not in out
+
+
+KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters:
+- name: dead
+  cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}
+users:
+- name: u
+  user: {token: not-a-real-token}
+contexts:
+- name: dead
+  context: {cluster: dead, user: u}
+current-context: dead
+"""
+
+
+def test_unreachable_cluster_is_a_clear_error(stack4, tmp_path):
+    kc = tmp_path / "kubeconfig"
+    kc.write_text(KUBECONFIG)
+    p = run_cli("plan", "-f", stack4, "--kubeconfig", kc, "--state-dir", tmp_path / "state")
+    out = flat(p.stdout + p.stderr)
+    assert p.returncode == 1, out
+    assert "cannot reach" in out and "API server" in out
+    assert "Traceback" not in out
+    assert "not-a-real-token" not in out
+
+
+def test_unknown_context_is_a_clear_error(stack4, tmp_path):
+    kc = tmp_path / "kubeconfig"
+    kc.write_text(KUBECONFIG)
+    p = run_cli("plan", "-f", stack4, "--kubeconfig", kc, "--context", "nope", "--state-dir", tmp_path / "state")
+    out = flat(p.stdout + p.stderr)
+    assert p.returncode == 1, out
+    assert "nope" in out and "Traceback" not in out
+
+
+def test_state_list_empty(tmp_path):
+    r = invoke(["state", "list", "--stack", "x", "--state-dir", tmp_path])
+    assert r.exit_code == 0 and "No state" in r.output
+    r = invoke(["state", "show", "a/b/c/d", "--stack", "x", "--state-dir", tmp_path])
+    assert r.exit_code == 1 and "no state record" in flat(r.output)

@@ -1,0 +1,359 @@
+"""plan: desired objects, patch intents, live objects and state -> a Plan (pure, plain data)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from harden.errors import Diagnostics
+from harden.load import select
+from harden.model import Action, ChangeKind, FieldChange, ResourceKey
+from harden.observe import Live
+from harden.plan import make_plan, predict, record_for
+from harden.render import render
+from harden.state import Record, State
+
+STACK = "st"
+NP_GROUP = "networking.k8s.io"
+
+
+def rendered(profiles, sets=()):
+    sel = select(list(profiles), None, list(sets))
+    return [render(s, STACK) for s in sel.items]
+
+
+def live_of(*objs, kind="snapshot"):
+    return Live({ResourceKey.of(o): copy.deepcopy(o) for o in objs}, source={"kind": kind})
+
+
+def server_copy(body, rv="100"):
+    """`body` as the API server would return it after an apply: defaults filled, metadata added."""
+    live = copy.deepcopy(body)
+    live["metadata"].update(resourceVersion=rv, uid="u-1", generation=1, creationTimestamp="2024-01-01T00:00:00Z")
+    spec = live.get("spec") or {}
+    if live["kind"] == "NetworkPolicy":
+        for direction in ("ingress", "egress"):
+            for rule in spec.get(direction, []):
+                for port in rule.get("ports", []):
+                    port.setdefault("protocol", "TCP")
+                for peer in rule.get("from", []) + rule.get("to", []):
+                    if peer.get("podSelector") == {"matchLabels": {}}:
+                        peer["podSelector"] = {}
+    return live
+
+
+def only_change(plan):
+    assert len(plan.changes) == 1, [(c.action, str(c.key)) for c in plan.changes]
+    return plan.changes[0]
+
+
+METRICS_KEY = ResourceKey(NP_GROUP, "NetworkPolicy", "argo", "harden-allow-metrics-ingress")
+
+
+# -- objects ---------------------------------------------------------------------------------------
+
+def test_create_when_absent():
+    r = rendered(["metrics-ingress"])
+    plan = make_plan(r, live_of(), State(STACK), STACK)
+    c = only_change(plan)
+    assert (c.action, c.kind, c.key, c.profile) == (Action.CREATE, ChangeKind.OBJECT, METRICS_KEY, "metrics-ingress")
+    assert c.body == r[0].objects[0].body
+    assert c.observed_resource_version is None
+    assert FieldChange("spec.podSelector.matchLabels.app", None, "workflow-controller") in c.fields
+    assert plan.counts() == {"add": 1, "change": 0, "release": 0, "destroy": 0}
+
+
+def test_noop_when_in_sync_with_server_defaults():
+    r = rendered(["metrics-ingress"])
+    live = live_of(server_copy(r[0].objects[0].body, rv="42"))
+    plan = make_plan(r, live, State(STACK), STACK)
+    c = only_change(plan)
+    assert c.action is Action.NOOP and c.fields == ()
+    assert c.observed_resource_version == "42"
+    assert not plan.has_changes
+    assert plan.counts() == {"add": 0, "change": 0, "release": 0, "destroy": 0}
+
+
+def test_update_on_drift_with_field_level_before_after():
+    r = rendered(["metrics-ingress"])
+    drifted = server_copy(r[0].objects[0].body, rv="43")
+    drifted["spec"]["ingress"][0]["ports"][0]["port"] = 8080
+    drifted["spec"]["podSelector"]["matchLabels"]["app"] = "other"
+    plan = make_plan(r, live_of(drifted), State(STACK), STACK)
+    c = only_change(plan)
+    assert c.action is Action.UPDATE
+    assert set(c.fields) == {FieldChange("spec.ingress[0].ports[0].port", 8080, 9090),
+                             FieldChange("spec.podSelector.matchLabels.app", "other", "workflow-controller")}
+    assert c.observed_resource_version == "43"
+    assert c.body == r[0].objects[0].body
+
+
+def test_update_on_appended_ingress_rule():
+    r = rendered(["metrics-ingress"])
+    live = server_copy(r[0].objects[0].body)
+    live["spec"]["ingress"].append({"from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]})
+    c = only_change(make_plan(r, live_of(live), State(STACK), STACK))
+    assert c.action is Action.UPDATE
+    assert all(f.path.startswith("spec.ingress[1]") for f in c.fields)
+
+
+def test_delete_for_state_record_no_profile_wants():
+    old = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+           "metadata": {"name": "harden-old", "namespace": "argo", "resourceVersion": "7"},
+           "spec": {"podSelector": {}}}
+    key = ResourceKey.of(old)
+    state = State(STACK, "lin", 3, {str(key): Record(str(key), "networking.k8s.io/v1", "object", "old-profile", "d")})
+    plan = make_plan(rendered(["metrics-ingress"]), live_of(old), state, STACK)
+    deletes = [c for c in plan.changes if c.action is Action.DELETE]
+    assert [(c.key, c.profile, c.observed_resource_version) for c in deletes] == [(key, "old-profile", "7")]
+    assert FieldChange("spec", {"podSelector": {}}, None) in deletes[0].fields
+    assert plan.counts()["destroy"] == 1 and plan.counts()["add"] == 1
+    assert (plan.lineage, plan.serial) == ("lin", 3)
+
+
+def test_delete_of_state_record_already_gone_has_no_resource_version():
+    key = "networking.k8s.io/NetworkPolicy/argo/harden-gone"
+    state = State(STACK, "lin", 1, {key: Record(key, "networking.k8s.io/v1", "object", "p", "d")})
+    plan = make_plan([], live_of(), state, STACK)
+    c = only_change(plan)
+    assert c.action is Action.DELETE and c.observed_resource_version is None
+    assert "gone" in c.reason
+
+
+def test_state_record_still_wanted_is_not_deleted():
+    r = rendered(["metrics-ingress"])
+    key = str(METRICS_KEY)
+    state = State(STACK, "lin", 1, {key: Record(key, "networking.k8s.io/v1", "object", "metrics-ingress", "d")})
+    plan = make_plan(r, live_of(server_copy(r[0].objects[0].body)), state, STACK)
+    assert [c.action for c in plan.changes] == [Action.NOOP]
+
+
+CLUSTER_ROLE = {
+    "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+    "metadata": {"name": "argo-server-cluster-role", "resourceVersion": "11", "managedFields": [
+        {"manager": "kubectl-client-side-apply", "operation": "Update", "fieldsV1": {"f:rules": {}}}]},
+    "rules": [{"apiGroups": [""], "resources": ["pods", "pods/exec"], "verbs": ["get", "list", "watch", "delete"]},
+              {"apiGroups": ["argoproj.io"], "resources": ["workflows"], "verbs": ["create", "get"]}],
+}
+ROLE_KEY = ResourceKey("rbac.authorization.k8s.io", "ClusterRole", "", "argo-server-cluster-role")
+
+
+def test_release_for_patch_record_no_longer_wanted_restores_recorded_body():
+    # harden had reduced the role; the record says what it was before and who owned it.
+    reduced = copy.deepcopy(CLUSTER_ROLE)
+    reduced["rules"] = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+                        {"apiGroups": ["argoproj.io"], "resources": ["workflows"], "verbs": ["get"]}]
+    restore_body = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                    "metadata": {"name": "argo-server-cluster-role"}, "rules": CLUSTER_ROLE["rules"]}
+    rec = Record(str(ROLE_KEY), "rbac.authorization.k8s.io/v1", "patch", "read-only-server", "d", ("rules",),
+                 {"body": restore_body, "manager": "kubectl-client-side-apply"})
+    state = State(STACK, "lin", 2, {str(ROLE_KEY): rec})
+    plan = make_plan([], live_of(reduced), state, STACK)
+    c = only_change(plan)
+    assert (c.action, c.kind, c.profile) == (Action.RELEASE, ChangeKind.PATCH, "read-only-server")
+    assert c.body == restore_body
+    assert c.restore == {"body": restore_body, "manager": "kubectl-client-side-apply"}
+    assert c.field_paths == ("rules",)
+    assert c.observed_resource_version == "11"
+    # Releasing puts back exactly what the reduction took away: pods/exec, delete and create.
+    assert sorted(f.after for f in c.fields) == ["create", "delete", "pods/exec"]
+    assert all(f.before is None for f in c.fields)
+    assert plan.counts()["release"] == 1
+    # predict() puts the recorded rules back.
+    after = {ResourceKey.of(o): o for o in predict(live_of(reduced), plan)}
+    assert after[ROLE_KEY]["rules"] == CLUSTER_ROLE["rules"]
+
+
+def test_release_of_patch_on_vanished_object_sends_nothing():
+    rec = Record(str(ROLE_KEY), "rbac.authorization.k8s.io/v1", "patch", "read-only-server", "d", ("rules",),
+                 {"body": {"rules": []}, "manager": "m"})
+    c = only_change(make_plan([], live_of(), State(STACK, "l", 1, {str(ROLE_KEY): rec}), STACK))
+    assert c.action is Action.RELEASE and c.body is None and c.fields == ()
+
+
+# -- orphans ---------------------------------------------------------------------------------------
+
+def labelled(name, stack=STACK, managed="harden", profile="metrics-ingress"):
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": name, "namespace": "argo", "resourceVersion": "5",
+                         "labels": {"app.kubernetes.io/managed-by": managed, "harden.dev/profile": profile,
+                                    "harden.dev/stack": stack}},
+            "spec": {"podSelector": {}}}
+
+
+def test_orphan_labelled_with_this_stack_is_deleted():
+    plan = make_plan([], live_of(labelled("harden-orphan")), State(STACK), STACK)
+    c = only_change(plan)
+    assert c.action is Action.DELETE and c.key.name == "harden-orphan"
+    assert c.profile == "metrics-ingress" and c.observed_resource_version == "5"
+
+
+def test_objects_of_other_stacks_or_not_managed_are_left_alone():
+    live = live_of(labelled("other-stack", stack="prod"), labelled("not-ours", managed="helm"))
+    assert make_plan([], live, State(STACK), STACK).changes == ()
+
+
+def test_orphan_known_to_state_is_deleted_once():
+    obj = labelled("harden-orphan")
+    key = str(ResourceKey.of(obj))
+    state = State(STACK, "l", 1, {key: Record(key, "networking.k8s.io/v1", "object", "metrics-ingress", "d")})
+    plan = make_plan([], live_of(obj), state, STACK)
+    assert [c.action for c in plan.changes] == [Action.DELETE]
+
+
+# -- targets and patches ---------------------------------------------------------------------------
+
+def test_missing_required_target_is_an_error_naming_profile_and_candidates():
+    with pytest.raises(Diagnostics) as ei:
+        make_plan(rendered(["server-auth-tls"]), live_of(), State(STACK), STACK,
+                  profile_files={"server-auth-tls": "profiles/server-auth-tls.yaml"})
+    (d,) = ei.value.diagnostics
+    assert "server-auth-tls" in d.summary
+    assert "Deployment argo/argo-server" in d.summary
+    assert "argo-workflows-argo-workflows-server" in d.summary
+    assert d.file == "profiles/server-auth-tls.yaml"
+    assert d.hint
+
+
+def test_missing_optional_target_is_skipped():
+    r = rendered(["read-only-server"])
+    plan = make_plan(r, live_of(CLUSTER_ROLE), State(STACK), STACK)
+    assert [c.key for c in plan.changes] == [ROLE_KEY]
+    report = {t["target"]: t for t in plan.targets}
+    assert report["templateRole"]["chosen"] is None and report["templateRole"]["optional"]
+    assert report["serverRole"]["key"] == str(ROLE_KEY)
+
+
+def test_first_existing_candidate_wins():
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": "argo-server-role", "namespace": "argo", "resourceVersion": "1"},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]}]}
+    plan = make_plan(rendered(["read-only-server"]), live_of(role, CLUSTER_ROLE), State(STACK), STACK)
+    assert [c.key.kind for c in plan.actionable] == ["Role"]
+
+
+def test_patch_update_with_conflict_and_restore():
+    plan = make_plan(rendered(["read-only-server"]), live_of(CLUSTER_ROLE), State(STACK), STACK)
+    c = only_change(plan)
+    assert (c.action, c.kind) == (Action.UPDATE, ChangeKind.PATCH)
+    assert c.body == {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                      "metadata": {"name": "argo-server-cluster-role"},
+                      "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+                                {"apiGroups": ["argoproj.io"], "resources": ["workflows"], "verbs": ["get"]}]}
+    assert [(x.path, x.manager) for x in c.conflicts] == [("rules", "kubectl-client-side-apply")]
+    assert c.restore["manager"] == "kubectl-client-side-apply"
+    assert c.restore["body"]["rules"] == CLUSTER_ROLE["rules"]
+    assert c.field_paths == ("rules",)
+    assert c.observed_resource_version == "11"
+
+
+def test_patch_restore_is_kept_from_the_first_record():
+    first = {"body": {"rules": "as before harden"}, "manager": "helm"}
+    rec = Record(str(ROLE_KEY), "rbac.authorization.k8s.io/v1", "patch", "read-only-server", "d", ("rules",), first)
+    c = only_change(make_plan(rendered(["read-only-server"]), live_of(CLUSTER_ROLE),
+                              State(STACK, "l", 1, {str(ROLE_KEY): rec}), STACK))
+    assert c.restore == first
+    assert record_for(c).restore == first
+
+
+def test_patch_already_applied_is_noop():
+    applied = copy.deepcopy(CLUSTER_ROLE)
+    applied["rules"] = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+                        {"apiGroups": ["argoproj.io"], "resources": ["workflows"], "verbs": ["get"]}]
+    c = only_change(make_plan(rendered(["read-only-server"]), live_of(applied), State(STACK), STACK))
+    assert c.action is Action.NOOP and c.conflicts == ()
+
+
+CONFIGMAP = {"apiVersion": "v1", "kind": "ConfigMap",
+             "metadata": {"name": "workflow-controller-configmap", "namespace": "argo", "resourceVersion": "3"},
+             "data": {"workflowDefaults": "spec:\n  ttlStrategy:\n    secondsAfterCompletion: 60\n",
+                      "persistence": "archive: true\n"}}
+
+
+def test_two_patches_on_one_target_are_combined():
+    r = rendered(["workflow-pod-defaults", "workflow-service-account", "workflow-restrictions"])
+    plan = make_plan(r, live_of(CONFIGMAP), State(STACK), STACK)
+    patches = [c for c in plan.changes if c.kind is ChangeKind.PATCH]
+    assert len(patches) == 1
+    c = patches[0]
+    assert c.action is Action.UPDATE
+    assert c.profile == "workflow-pod-defaults, workflow-service-account, workflow-restrictions"
+    defaults = yaml.safe_load(c.body["data"]["workflowDefaults"])
+    assert defaults["spec"]["ttlStrategy"] == {"secondsAfterCompletion": 60}  # kept
+    assert defaults["spec"]["automountServiceAccountToken"] is False          # workflow-pod-defaults
+    assert defaults["spec"]["serviceAccountName"] == "harden-workflow"        # workflow-service-account
+    assert yaml.safe_load(c.body["data"]["workflowRestrictions"]) == {"templateReferencing": "Strict"}
+    assert "persistence" not in c.body["data"]  # harden only sends the keys it sets
+    assert set(c.field_paths) == {"data.workflowDefaults", "data.workflowRestrictions"}
+    assert "data.workflowDefaults.spec.ttlStrategy.secondsAfterCompletion" not in {f.path for f in c.fields}
+    # predict() applies the combined change on top of the live object.
+    after = {ResourceKey.of(o): o for o in predict(live_of(CONFIGMAP), plan)}
+    cm = after[ResourceKey.of(CONFIGMAP)]
+    assert cm["data"]["persistence"] == "archive: true\n"
+    assert yaml.safe_load(cm["data"]["workflowDefaults"]) == defaults
+
+
+def test_missing_container_is_an_error():
+    deploy = {"apiVersion": "apps/v1", "kind": "Deployment",
+              "metadata": {"name": "argo-server", "namespace": "argo", "resourceVersion": "1"},
+              "spec": {"template": {"spec": {"containers": [{"name": "main", "args": ["server"]}]}}}}
+    with pytest.raises(Diagnostics) as ei:
+        make_plan(rendered(["server-auth-tls"]), live_of(deploy), State(STACK), STACK)
+    assert "argo-server" in ei.value.diagnostics[0].summary
+
+
+def deployment_with_sidecar():
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "argo-server", "namespace": "argo", "resourceVersion": "1", "managedFields": [
+                {"manager": "helm", "operation": "Update", "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": {
+                    'k:{"name":"argo-server"}': {".": {}, "f:args": {}, "f:name": {}}}}}}}},
+                {"manager": "istio", "operation": "Update", "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": {
+                    'k:{"name":"istio-proxy"}': {".": {}, "f:args": {}, "f:name": {}}}}}}}}]},
+            "spec": {"template": {"spec": {"containers": [
+                {"name": "istio-proxy", "args": ["proxy"]},
+                {"name": "argo-server", "args": ["server", "--auth-mode", "server"]}]}}}}
+
+
+def test_container_args_patch_on_second_container():
+    c = only_change(make_plan(rendered(["server-auth-tls"]), live_of(deployment_with_sidecar()), State(STACK), STACK))
+    assert c.action is Action.UPDATE
+    assert c.body["spec"]["template"]["spec"]["containers"] == [
+        {"name": "argo-server", "args": ["server", "--auth-mode=client", "--secure=true"]}]
+    assert c.restore["body"]["spec"]["template"]["spec"]["containers"] == [
+        {"name": "argo-server", "args": ["server", "--auth-mode", "server"]}]
+    assert c.restore["manager"] == "helm"
+
+
+def test_container_args_conflict_names_the_owner_of_that_container():
+    c = only_change(make_plan(rendered(["server-auth-tls"]), live_of(deployment_with_sidecar()), State(STACK), STACK))
+    assert {x.manager for x in c.conflicts} == {"helm"}
+
+
+# -- predict ---------------------------------------------------------------------------------------
+
+def test_predict_applies_creates_updates_and_deletes():
+    r = rendered(["metrics-ingress", "read-only-server"])
+    orphan = labelled("harden-orphan")
+    live = live_of(CLUSTER_ROLE, orphan)
+    plan = make_plan(r, live, State(STACK), STACK)
+    assert sorted(c.action.name for c in plan.actionable) == ["CREATE", "DELETE", "UPDATE"]
+    after = {ResourceKey.of(o): o for o in predict(live, plan)}
+    assert ResourceKey.of(orphan) not in after
+    assert after[METRICS_KEY] == r[0].objects[0].body
+    assert [rule["verbs"] for rule in after[ROLE_KEY]["rules"]] == [["get", "list", "watch"], ["get"]]
+    assert after[ROLE_KEY]["metadata"]["resourceVersion"] == "11"  # an update merges into the live object
+    # The live snapshot itself is untouched.
+    assert live.get(ROLE_KEY)["rules"] == CLUSTER_ROLE["rules"]
+    assert live.get(ResourceKey.of(orphan)) is not None
+
+
+def test_record_for_object_and_patch():
+    r = rendered(["metrics-ingress"])
+    c = only_change(make_plan(r, live_of(), State(STACK), STACK))
+    rec = record_for(c)
+    assert (rec.key, rec.kind, rec.profile, rec.restore) == (str(METRICS_KEY), "object", "metrics-ingress", None)
+    other = record_for(only_change(make_plan(rendered(["metrics-ingress"], ["metricsPort=9091"]), live_of(),
+                                             State(STACK), STACK)))
+    assert rec.digest != other.digest

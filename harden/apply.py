@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from .errors import ClusterError, HardenError, StalePlan
-from .model import Action, Change, ChangeKind, Obj, Plan, ResourceKey
+from .model import Action, Change, ChangeKind, Obj, Plan, ResourceKey, field_manager
 from .plan import record_for
 from .state import FileBackend, Record, State
 
 
 class Cluster(Protocol):
     def list(self, api_version: str, kind: str, namespace: str | None = None) -> list[Obj]: ...
-    def apply(self, body: Obj, *, dry_run: bool = False, force: bool = True) -> Obj: ...
+    def apply(self, body: Obj, *, manager: str, dry_run: bool = False, force: bool = True) -> Obj: ...
     def patch(self, body: Obj, *, manager: str, dry_run: bool = False) -> Obj: ...
     def delete(self, api_version: str, kind: str, namespace: str, name: str, *,
                resource_version: str | None = None, dry_run: bool = False) -> None: ...
@@ -69,12 +69,12 @@ def check_fresh(plan: Plan, cluster: Cluster, state: State) -> None:
                             hint="run `harden plan` again to see the current changes")
 
 
-def _write(cluster: Cluster, c: Change, dry_run: bool) -> None:
+def _write(cluster: Cluster, c: Change, dry_run: bool, manager: str) -> None:
     if c.action in (Action.CREATE, Action.UPDATE):
         body = c.body
         if c.action is Action.UPDATE and c.observed_resource_version:
             body = {**body, "metadata": {**body["metadata"], "resourceVersion": c.observed_resource_version}}
-        cluster.apply(body, dry_run=dry_run, force=True)
+        cluster.apply(body, manager=manager, dry_run=dry_run, force=True)
     elif c.action is Action.RELEASE:
         if c.body:
             cluster.patch(c.body, manager=(c.restore or {}).get("manager", "harden-release"), dry_run=dry_run)
@@ -101,10 +101,11 @@ def apply_plan(plan: Plan, cluster: Cluster, backend: FileBackend, *, parallelis
     check_fresh(plan, cluster, state)
     todo = list(plan.actionable)
     note = progress or (lambda *_: None)
+    manager = field_manager(plan.stack)
 
     # Dry-run everything first: a rejection here means nothing has changed.
     with ThreadPoolExecutor(parallelism) as pool:
-        futures = {pool.submit(_with_retries, lambda c=c: _write(cluster, c, True)): c for c in todo}
+        futures = {pool.submit(_with_retries, lambda c=c: _write(cluster, c, True, manager)): c for c in todo}
         for fut in as_completed(futures):
             fut.result()
             note("validated", futures[fut])
@@ -141,7 +142,7 @@ def apply_plan(plan: Plan, cluster: Cluster, backend: FileBackend, *, parallelis
               [c for c in removals if _is_deny(c)], [c for c in removals if not _is_deny(c)]]
     for phase in filter(None, phases):
         with ThreadPoolExecutor(parallelism) as pool:
-            futures = {pool.submit(_with_retries, lambda c=c: _write(cluster, c, False)): c for c in phase}
+            futures = {pool.submit(_with_retries, lambda c=c: _write(cluster, c, False, manager)): c for c in phase}
             for fut in as_completed(futures):
                 c = futures[fut]
                 try:

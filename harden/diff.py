@@ -293,14 +293,14 @@ def _owns(fields: dict, path: list, live_at: Any) -> bool:
     return True
 
 
-def conflicts(live: Obj | None, changes: list[FieldChange]) -> list[FieldConflict]:
+def conflicts(live: Obj | None, changes: list[FieldChange], own: str = MANAGER) -> list[FieldConflict]:
     """Fields harden would change that another field manager owns (their apply would conflict)."""
     if not live:
         return []
     out: dict[tuple[str, str], FieldConflict] = {}
     for entry in (live.get("metadata") or {}).get("managedFields") or []:
         manager = entry.get("manager", "")
-        if manager == MANAGER:
+        if manager == own:
             continue
         fields = entry.get("fieldsV1") or {}
         for change in changes:

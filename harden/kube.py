@@ -117,12 +117,12 @@ class KubeClient:
             if not token:
                 return out
 
-    def apply(self, body: Obj, *, dry_run: bool = False, force: bool = True) -> Obj:
+    def apply(self, body: Obj, *, manager: str = MANAGER, dry_run: bool = False, force: bool = True) -> Obj:
         res = self._res_for(body)
         meta = body["metadata"]
         with translated(f"apply {body['kind']} {meta.get('namespace', '')}/{meta['name']}".replace(" /", " ")):
             result = res.server_side_apply(body=body, name=meta["name"], namespace=meta.get("namespace"),
-                                           field_manager=MANAGER, force_conflicts=force,
+                                           field_manager=manager, force_conflicts=force,
                                            dry_run="All" if dry_run else None)
         return result.to_dict()
 

@@ -17,6 +17,12 @@ LABEL_PROFILE = "harden.dev/profile"
 LABEL_STACK = "harden.dev/stack"
 PLAN_FORMAT = 1
 
+
+def field_manager(stack: str) -> str:
+    """Each stack applies under its own field manager, so one stack's apply can never prune the
+    fields another stack set (server-side apply removes fields a manager stops sending)."""
+    return MANAGER if stack == "default" else f"{MANAGER}-{stack}"
+
 Obj = dict[str, Any]
 
 

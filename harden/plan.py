@@ -24,7 +24,7 @@ from typing import Any, Iterable
 from . import __version__
 from .diff import conflicts, diff_fields, merge_partial, restore_shape
 from .errors import Diagnostic, Diagnostics
-from .model import (LABEL_MANAGED_BY, LABEL_STACK, MANAGER, Action, Change, ChangeKind, FieldChange, Obj, Plan, ResourceKey)
+from .model import (LABEL_MANAGED_BY, LABEL_STACK, MANAGER, Action, field_manager, Change, ChangeKind, FieldChange, Obj, Plan, ResourceKey)
 from .observe import Live
 from .render import Candidate, PatchIntent, Rendered, Target, identity, materialize
 from .state import Record, State
@@ -109,12 +109,20 @@ def make_plan(rendered: list[Rendered], live: Live, state: State, stack: str, *,
     target_report: list[dict] = []
     wanted: set[str] = set()
     profile_files = profile_files or {}
+    own = field_manager(stack)
 
     if destroy_profiles is None:
         for r in rendered:
             for d in r.objects:
                 wanted.add(str(d.key))
-                changes.append(_object_change(d.key, d.body, d.profile, live.get(d.key)))
+                other = _other_stack(live.get(d.key), stack)
+                if other:
+                    problems.append(Diagnostic(
+                        f"profile {d.profile!r}: {d.key.display()} belongs to stack {other!r}; two stacks cannot own one object",
+                        file=profile_files.get(d.profile), line=d.line,
+                        hint=f"select the profile in one stack only, or destroy it in stack {other!r} first"))
+                    continue
+                changes.append(_object_change(d.key, d.body, d.profile, live.get(d.key), own))
 
         # Resolve targets, then group patch intents by the object they land on.
         resolved: dict[tuple[str, str], Resolved] = {}
@@ -141,7 +149,7 @@ def make_plan(rendered: list[Rendered], live: Live, state: State, stack: str, *,
                     grouped.setdefault(ResourceKey.of(res.obj), []).append((intent, res.obj))
         for key, intents in sorted(grouped.items()):
             try:
-                changes.append(_patch_change(key, intents, state.records.get(str(key))))
+                changes.append(_patch_change(key, intents, state.records.get(str(key)), own))
             except KeyError as exc:
                 intent = intents[0][0]
                 problems.append(Diagnostic(f"profile {intent.profile!r}: {key.display()} has no container {exc}",
@@ -172,7 +180,14 @@ def make_plan(rendered: list[Rendered], live: Live, state: State, stack: str, *,
                 created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), harden_version=__version__)
 
 
-def _object_change(key: ResourceKey, body: Obj, profile: str, live: Obj | None) -> Change:
+def _other_stack(live: Obj | None, stack: str) -> str | None:
+    labels = ((live or {}).get("metadata") or {}).get("labels") or {}
+    if labels.get(LABEL_MANAGED_BY) == MANAGER and labels.get(LABEL_STACK) not in (None, stack):
+        return labels[LABEL_STACK]
+    return None
+
+
+def _object_change(key: ResourceKey, body: Obj, profile: str, live: Obj | None, own: str) -> Change:
     fields = diff_fields(body, live)
     if live is None:
         return Change(key, body["apiVersion"], Action.CREATE, ChangeKind.OBJECT, profile,
@@ -183,10 +198,11 @@ def _object_change(key: ResourceKey, body: Obj, profile: str, live: Obj | None) 
                       observed_resource_version=rv)
     return Change(key, body["apiVersion"], Action.UPDATE, ChangeKind.OBJECT, profile,
                   "live object differs from the profile (drift)", body=body, fields=tuple(fields),
-                  conflicts=tuple(conflicts(live, fields)), observed_resource_version=rv)
+                  conflicts=tuple(conflicts(live, fields, own)), observed_resource_version=rv)
 
 
-def _patch_change(key: ResourceKey, intents: list[tuple[PatchIntent, Obj]], record: Record | None) -> Change:
+def _patch_change(key: ResourceKey, intents: list[tuple[PatchIntent, Obj]], record: Record | None,
+                  own: str) -> Change:
     live = intents[0][1]
     current = live
     partial: Obj = {}
@@ -200,7 +216,8 @@ def _patch_change(key: ResourceKey, intents: list[tuple[PatchIntent, Obj]], reco
     profiles = ", ".join(dict.fromkeys(i.profile for i, _ in intents))
     reasons = "; ".join(dict.fromkeys(i.reason for i, _ in intents if i.reason)) or "fields the profile sets"
     fields = diff_fields(body, live)
-    owners = [c for c in conflicts(live, [FieldChange(p, None, None) for p in paths])]
+    owners = [c for c in conflicts(live, [FieldChange(p, None, None) for p in paths], own)
+              if not c.manager.startswith(MANAGER)]
     if record is not None and record.restore is not None:
         restore = record.restore  # keep what was there before harden first touched it
     else:
@@ -209,7 +226,7 @@ def _patch_change(key: ResourceKey, intents: list[tuple[PatchIntent, Obj]], reco
     rv = live["metadata"].get("resourceVersion")
     action = Action.UPDATE if fields else Action.NOOP
     return Change(key, live["apiVersion"], action, ChangeKind.PATCH, profiles, reasons, body=body,
-                  fields=tuple(fields), conflicts=tuple(conflicts(live, fields)) if fields else (),
+                  fields=tuple(fields), conflicts=tuple(conflicts(live, fields, own)) if fields else (),
                   observed_resource_version=rv, restore=restore, field_paths=tuple(paths))
 
 

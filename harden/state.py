@@ -96,10 +96,17 @@ class FileBackend:
         except (OSError, ValueError) as exc:
             raise InputError(f"state file is unreadable: {exc}", file=str(self.path),
                              hint="restore it from version control or a backup; harden never writes a partial file") from None
+        if not isinstance(data, dict):
+            raise InputError("state file is not a harden state file (not a JSON object)", file=str(self.path),
+                             hint="restore it from version control or a backup")
         if data.get("formatVersion", 0) > STATE_FORMAT:
             raise InputError(f"state was written by a newer harden (format {data.get('formatVersion')})",
                              file=str(self.path), hint="upgrade harden")
-        return State.from_dict(data)
+        try:
+            return State.from_dict(data)
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise InputError(f"state file is not a harden state file ({type(exc).__name__}: {exc})",
+                             file=str(self.path), hint="restore it from version control or a backup") from None
 
     def write(self, state: State) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,7 @@ def render(plan: Plan, profile_files: dict[str, str]) -> dict:
             continue
         rid = f"harden/{f.kind}/{f.id}"
         rule(rid, f"{f.kind} {f.id}")
-        results.append({"ruleId": rid, "level": "error" if f.severity.value == "error" else "warning",
+        results.append({"ruleId": rid, "level": f.severity.value,  # SARIF levels: error, warning, note
                         "message": {"text": f.message}, "locations": location(f.profile, f.line)})
     for change in (plan.impact or {}).get("rbac") or []:
         if change["direction"] == "gains":

@@ -163,3 +163,35 @@ def apply_manifests(api_client: client.ApiClient, path_or_docs, namespace: str |
         wait_for_crds(dyn, crds, timeout)
     apply(rest)
     return applied
+
+
+# -- running harden as a user would ----------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+CLI_ENV = {"NO_COLOR": "1", "PATH": "/usr/bin:/bin", "COLUMNS": "200"}
+
+
+def harden_cmd(*args: str) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "harden.cli", *args]
+
+
+def run_harden(*args: str, kubeconfig: str | None = None, state: Path | str | None = None):
+    """Run the harden CLI in a subprocess (real exit codes, real stdout/stderr)."""
+    import subprocess
+
+    cmd = harden_cmd(*args)
+    if kubeconfig:
+        cmd += ["--kubeconfig", kubeconfig]
+    if state:
+        cmd += ["--state-dir", str(state)]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300, env=CLI_ENV)
+
+
+def start_harden(*args: str):
+    """Start the harden CLI in the background, output discarded (a full pipe would stall it)."""
+    import subprocess
+
+    return subprocess.Popen(harden_cmd(*args), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=CLI_ENV)

@@ -10,24 +10,18 @@ ClusterRole is `*` again), so later tests in the session see the upstream instal
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from kubeutil import require_fixture
+from kubeutil import require_fixture, run_harden
 
-REPO = Path(__file__).resolve().parents[2]
 STACK = "examples/argocd-stack.yaml"
 NS = "argocd"
 APP_NAMESPACES = ("guestbook", "team-a")  # the stack's `namespaces`
 
 
-def harden(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harden.cli", *args], capture_output=True, text=True, cwd=REPO,
-                          timeout=300, env={"NO_COLOR": "1", "PATH": "/usr/bin:/bin", "COLUMNS": "200"})
+harden = run_harden
 
 
 @pytest.fixture(scope="module")

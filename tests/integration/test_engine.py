@@ -8,16 +8,12 @@ so they share one module-scoped install and state directory and run in file orde
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 from kubernetes import client
-from kubeutil import require_fixture
+from kubeutil import require_fixture, run_harden
 
-REPO = Path(__file__).resolve().parents[2]
 NS = "argo"
 
 STACK = {
@@ -34,14 +30,7 @@ STACK = {
 }
 
 
-def harden(*args: str, kubeconfig: str | None = None, state: Path | None = None) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "harden.cli", *args]
-    if kubeconfig:
-        cmd += ["--kubeconfig", kubeconfig]
-    if state:
-        cmd += ["--state-dir", str(state)]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300,
-                          env={"NO_COLOR": "1", "PATH": "/usr/bin:/bin", "COLUMNS": "200"})
+harden = run_harden
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +75,7 @@ def test_apply_then_plan_is_empty(kube, install):
     # Objects carry harden's labels and a managedFields entry for the harden manager.
     np = client.NetworkingV1Api(kube.api_client).read_namespaced_network_policy("harden-default-deny", NS)
     assert np.metadata.labels["app.kubernetes.io/managed-by"] == "harden"
-    assert any(m.manager == "harden" for m in np.metadata.managed_fields)
+    assert any(m.manager == "harden-it-argo" for m in np.metadata.managed_fields)  # one manager per stack
 
 
 def test_server_account_may_list_but_not_create_workflows(kube, install):
@@ -183,6 +172,6 @@ def test_destroy_leaves_nothing_labelled_and_restores_roles(kube, install):
     # The role's rules went back to what they were before harden first changed them.
     role = client.RbacAuthorizationV1Api(kube.api_client).read_cluster_role("argo-server-cluster-role")
     assert "create" in role.rules[-1].verbs and "delete" in role.rules[-1].verbs
-    assert not any(m.manager == "harden" and m.fields_v1 and "f:rules" in m.fields_v1 for m in role.metadata.managed_fields)
+    assert not any(m.manager.startswith("harden") and m.fields_v1 and "f:rules" in m.fields_v1 for m in role.metadata.managed_fields)
     state = json.loads((install["state"] / "it-argo.json").read_text())
     assert state["records"] == {}

@@ -11,23 +11,18 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 from kubernetes import client
-from kubeutil import require_fixture
+from kubeutil import require_fixture, run_harden, start_harden
 
-REPO = Path(__file__).resolve().parents[2]
 NS = "argo"
 
 
-def harden(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harden.cli", *args], capture_output=True, text=True, cwd=REPO,
-                          timeout=300, env={"NO_COLOR": "1", "PATH": "/usr/bin:/bin", "COLUMNS": "200"}, **kw)
+harden = run_harden
 
 
 @pytest.fixture(scope="module")
@@ -102,8 +97,7 @@ def test_killed_apply_keeps_state_valid_and_rerun_converges(kube, namespace, tmp
     _bulk_profile(profile, 300, namespace)
     state = tmp_path / "state"
     common = ["--profile", str(profile), "--kubeconfig", kube.kubeconfig, "--state-dir", str(state)]
-    proc = subprocess.Popen([sys.executable, "-m", "harden.cli", "apply", *common, "--auto-approve", "--parallelism", "1"],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={"NO_COLOR": "1", "PATH": "/usr/bin:/bin"})
+    proc = start_harden("apply", *common, "--auto-approve", "--parallelism", "1")
     # Kill it once some writes have been recorded, mid-run.
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -129,8 +123,7 @@ def test_second_apply_is_refused_while_first_holds_the_lock(kube, namespace, tmp
     _bulk_profile(profile, 150, namespace)
     state = tmp_path / "state"
     common = ["--profile", str(profile), "--kubeconfig", kube.kubeconfig, "--state-dir", str(state)]
-    first = subprocess.Popen([sys.executable, "-m", "harden.cli", "apply", *common, "--auto-approve", "--parallelism", "1"],
-                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={"NO_COLOR": "1", "PATH": "/usr/bin:/bin"})
+    first = start_harden("apply", *common, "--auto-approve", "--parallelism", "1")
     deadline = time.time() + 30
     while time.time() < deadline and not ((state / "default.lock").exists() and (state / "default.lock").read_text()):
         time.sleep(0.02)

@@ -212,9 +212,6 @@ def test_bad_lock_timeout_is_an_input_error():
     assert ei.value.diagnostic.field == "--lock-timeout"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: state.FileBackend.read only catches errors of json.loads; valid JSON of "
-                                       "the wrong shape raises AttributeError/KeyError/TypeError (a traceback, exit 3) "
-                                       "instead of an InputError naming the state file")
 @pytest.mark.parametrize("content", ["[]", '"x"', '{"formatVersion": 1}', '{"stack": "st", "records": {"k": {"key": "k"}}}'])
 def test_wrong_shaped_state_is_an_input_error(tmp_path, content):
     (tmp_path / "st.json").write_text(content)

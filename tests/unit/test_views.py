@@ -162,8 +162,6 @@ def test_sarif_failed_error_finding_is_an_error():
     assert r["locations"][0]["physicalLocation"]["region"]["startLine"] == 7
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: views/sarif.render maps every non-error severity to level 'warning'; "
-                                       "a 'note' finding should be SARIF level 'note'")
 def test_sarif_note_finding_is_a_note():
     f = Finding("p", "x", False, Severity.NOTE, "fyi", source="p.yaml", line=3)
     (r,) = sarif.render(Plan("s", None, 0, (), findings=(f,)), {"p": "p.yaml"})["runs"][0]["results"]

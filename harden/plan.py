@@ -216,8 +216,7 @@ def _patch_change(key: ResourceKey, intents: list[tuple[PatchIntent, Obj]], reco
     profiles = ", ".join(dict.fromkeys(i.profile for i, _ in intents))
     reasons = "; ".join(dict.fromkeys(i.reason for i, _ in intents if i.reason)) or "fields the profile sets"
     fields = diff_fields(body, live)
-    owners = [c for c in conflicts(live, [FieldChange(p, None, None) for p in paths], own)
-              if not c.manager.startswith(MANAGER)]
+    owners = conflicts(live, [FieldChange(p, None, None) for p in paths], own)
     if record is not None and record.restore is not None:
         restore = record.restore  # keep what was there before harden first touched it
     else:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol
 
 from .errors import ClusterError, HardenError, StalePlan
@@ -49,6 +49,10 @@ def check_fresh(plan: Plan, cluster: Cluster, state: State) -> None:
     if plan.source.get("kind") == "snapshot":
         raise StalePlan("this plan was made against a snapshot, not a cluster",
                         hint="plan against the cluster (--kubeconfig/--context) and apply that plan")
+    host = getattr(cluster, "host", None)
+    if host and plan.source.get("host") and plan.source["host"] != host:
+        raise StalePlan(f"this plan was made against {plan.source['host']}, not {host}",
+                        hint="apply a plan against the cluster it was made for")
     if (state.lineage, state.serial) != (plan.lineage, plan.serial):
         raise StalePlan(f"state moved on since the plan was made (plan: lineage {plan.lineage} serial {plan.serial}; "
                         f"now: lineage {state.lineage} serial {state.serial})",
@@ -129,6 +133,12 @@ def apply_plan(plan: Plan, cluster: Cluster, backend: FileBackend, *, parallelis
             backend.write(current[0])
             result.done.append(c)
 
+    # A patch's restore point (the value before harden) is recorded before the write: if the write
+    # lands and the process dies before recording it, the next plan must not mistake harden's
+    # value for the original.
+    for c in todo:
+        if c.kind is ChangeKind.PATCH and c.action is Action.UPDATE and str(c.key) not in records:
+            records[str(c.key)] = replace(record_for(c), digest="pending")
     if records != state.records:
         current[0] = state.with_records(records)
         backend.write(current[0])
@@ -141,8 +151,9 @@ def apply_plan(plan: Plan, cluster: Cluster, backend: FileBackend, *, parallelis
     phases = [[c for c in writes if not _is_deny(c)], [c for c in writes if _is_deny(c)],
               [c for c in removals if _is_deny(c)], [c for c in removals if not _is_deny(c)]]
     for phase in filter(None, phases):
-        with ThreadPoolExecutor(parallelism) as pool:
-            futures = {pool.submit(_with_retries, lambda c=c: _write(cluster, c, False, manager)): c for c in phase}
+        pool = ThreadPoolExecutor(parallelism)
+        futures = {pool.submit(_with_retries, lambda c=c: _write(cluster, c, False, manager)): c for c in phase}
+        try:
             for fut in as_completed(futures):
                 c = futures[fut]
                 try:
@@ -153,6 +164,15 @@ def apply_plan(plan: Plan, cluster: Cluster, backend: FileBackend, *, parallelis
                     continue
                 record(c)
                 note("done", c)
+        except BaseException:
+            # Interrupted (Ctrl-C): start nothing new, let running writes finish, record them.
+            pool.shutdown(wait=True, cancel_futures=True)
+            for fut, c in futures.items():
+                if fut.done() and not fut.cancelled() and fut.exception() is None and c not in result.done:
+                    record(c)
+            raise
+        finally:
+            pool.shutdown(wait=True)
         if result.failed:
             break
     result.state = current[0]

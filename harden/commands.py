@@ -18,7 +18,7 @@ from .apply import apply_plan
 from .engine import Planned, Request, build_plan, connect
 from .errors import Diagnostics, ExpectationFailed, HardenError, InputError
 from .load import builtin_profile_names, load_profile, parse_profile, stack_name
-from .model import Plan
+from .model import PLAN_FORMAT, Plan
 from .state import FileBackend
 from .views import markdown, sarif
 from .views.text import render_plan
@@ -42,13 +42,23 @@ def _emit(planned: Planned, output: str, out: Console) -> None:
 def write_plan(plan: Plan, path: str) -> None:
     data = json.dumps(plan.to_dict(), indent=2)
     tmp = Path(path + ".tmp")
-    tmp.write_text(data + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(data + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise InputError(f"cannot write the plan file: {exc.strerror}", file=path, field="--out",
+                         hint="point --out at a writable file in an existing directory") from None
 
 
 def read_plan(path: str) -> Plan:
     try:
         data = json.loads(Path(path).read_text())
+        if not isinstance(data, dict) or "formatVersion" not in data:
+            raise InputError("not a harden plan file (no formatVersion)", file=path,
+                             hint="plan files are written by `harden plan --out`")
+        if data["formatVersion"] != PLAN_FORMAT:
+            raise InputError(f"plan file format {data['formatVersion']} is not the format this harden reads "
+                             f"({PLAN_FORMAT})", file=path, hint="make the plan again with this version of harden")
         return Plan.from_dict(data)
     except FileNotFoundError:
         raise InputError(f"plan file not found: {path}", file=path, hint="create one with `harden plan --out FILE`") from None

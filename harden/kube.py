@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 import urllib3
+import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
@@ -75,8 +76,8 @@ class KubeClient:
         configuration = k8s.Configuration()
         try:
             k8s_config.load_kube_config(config_file=path, context=context, client_configuration=configuration)
-        except ConfigException as exc:
-            raise InputError(f"cannot use kubeconfig {path}: {exc}", field="--context" if context else "--kubeconfig",
+        except (ConfigException, yaml.YAMLError, TypeError, AttributeError, ValueError, KeyError) as exc:
+            raise InputError(f"cannot use kubeconfig {path}: {type(exc).__name__}: {exc}", field="--context" if context else "--kubeconfig",
                              hint="check the context name with `kubectl config get-contexts`") from None
         configuration.retries = 1  # harden retries itself, with backoff, where it is safe
         self.context = context or "(current-context)"

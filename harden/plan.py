@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
+import yaml
+
 from . import __version__
 from .diff import conflicts, diff_fields, merge_partial, restore_shape
 from .errors import Diagnostic, Diagnostics
@@ -150,6 +152,12 @@ def make_plan(rendered: list[Rendered], live: Live, state: State, stack: str, *,
         for key, intents in sorted(grouped.items()):
             try:
                 changes.append(_patch_change(key, intents, state.records.get(str(key)), own))
+            except yaml.YAMLError as exc:
+                intent = next(i for i, _ in intents if i.op == "configMapYaml")
+                problems.append(Diagnostic(f"{key.display()} key {intent.spec['key']!r} does not hold valid YAML: {exc}",
+                                           file=profile_files.get(intent.profile), line=intent.line,
+                                           field=f"patches.{intent.target}",
+                                           hint="fix the ConfigMap by hand (harden will not overwrite what it cannot read)"))
             except KeyError as exc:
                 intent = intents[0][0]
                 problems.append(Diagnostic(f"profile {intent.profile!r}: {key.display()} has no container {exc}",

@@ -108,8 +108,15 @@ class FileBackend:
             raise InputError(f"state file is not a harden state file ({type(exc).__name__}: {exc})",
                              file=str(self.path), hint="restore it from version control or a backup") from None
 
+    def _ensure_dir(self) -> None:
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"cannot use the state directory: {exc.strerror}", file=str(self.dir), field="--state-dir",
+                             hint="point --state-dir at a writable directory") from None
+
     def write(self, state: State) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self._ensure_dir()
         fd, tmp = tempfile.mkstemp(prefix=f".{self.stack}.", suffix=".tmp", dir=self.dir)
         try:
             with os.fdopen(fd, "w") as f:
@@ -131,7 +138,7 @@ class FileBackend:
     @contextmanager
     def lock(self, timeout: float = 0.0, what: str = "apply") -> Iterator[None]:
         """Hold the stack's lock; wait up to `timeout` seconds for another holder to finish."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self._ensure_dir()
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         deadline = time.monotonic() + timeout
         try:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .checks import run_checks
-from .load import Selection, select
+from .load import Selection, load_profile, select, stack_name
 from .model import Finding, Plan, Severity
 from .observe import ClusterSource, Live, SnapshotSource
 from .plan import detect, kinds_needed, make_plan, predict
@@ -55,8 +55,10 @@ def rendered_for(selection: Selection) -> list[Rendered]:
 
 
 def build_plan(req: Request, *, destroy: bool = False, with_impact: bool = True) -> Planned:
-    if destroy and not (req.profiles or req.stack_file):
-        selection = Selection("default", ())
+    if destroy:
+        # Destroy needs no parameter values: it removes what state (and the stack label) say the
+        # stack manages; --profile narrows it to those profiles, otherwise it is the whole stack.
+        selection = Selection(stack_name(req.stack_file), ())
     else:
         selection = select(list(req.profiles), req.stack_file, list(req.sets))
     rendered = rendered_for(selection)
@@ -76,8 +78,9 @@ def build_plan(req: Request, *, destroy: bool = False, with_impact: bool = True)
     rendered = rendered_for(selection)
     files = {s.profile.name: s.profile.file for s in selection.items}
     if destroy:
-        plan = make_plan([], live, state, selection.stack, selection=selection.description,
-                         destroy_profiles={s.profile.name for s in selection.items})
+        names = {load_profile(p).name for p in req.profiles}
+        plan = make_plan([], live, state, selection.stack, selection={"destroy": sorted(names) or "all"},
+                         destroy_profiles=names)
     else:
         plan = make_plan(rendered, live, state, selection.stack, selection=selection.description, profile_files=files)
     findings: list[Finding] = []

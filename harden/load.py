@@ -121,6 +121,19 @@ def parse_profile(doc: Document) -> Profile:
                                        line=doc.line_of(path), field=dotted(path),
                                        hint=f"declare it under parameters, or use one of: {', '.join(params) or '(none)'}"))
     target_ids = {t["id"] for t in data.get("targets", [])}
+    # Secrets stay out of harden's reach: their values would land in plans and state.
+    for i, obj in enumerate(data.get("objects", [])):
+        if obj.get("kind") == "Secret":
+            problems.append(Diagnostic("harden does not manage Secrets (their values would appear in plans and state)",
+                                       file=doc.file, line=doc.line_of(("objects", i, "kind")), field=f"objects[{i}].kind",
+                                       hint="create Secrets with your secret manager; reference them by name"))
+    for i, t in enumerate(data.get("targets", [])):
+        for j, c in enumerate(t["candidates"]):
+            if c.get("kind") == "Secret":
+                problems.append(Diagnostic("harden does not patch Secrets (their values would appear in plans and state)",
+                                           file=doc.file, line=doc.line_of(("targets", i, "candidates", j, "kind")),
+                                           field=f"targets[{i}].candidates[{j}].kind",
+                                           hint="patch the objects that use the Secret instead"))
     for i, decl in enumerate(data.get("parameters", [])):
         if "detect" in decl and decl["detect"]["target"] not in target_ids:
             problems.append(Diagnostic(f"parameter {decl['name']!r} detects from unknown target {decl['detect']['target']!r}",

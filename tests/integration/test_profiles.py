@@ -70,6 +70,19 @@ def test_every_workflows_profile_applies_idempotently_with_expectations(kube, fu
     assert not can("someone", "create", "workflows", "argoproj.io")
 
 
+def test_destroy_of_one_profile_leaves_the_others(kube, full):
+    common = ["-f", "examples/stack.yaml", "--kubeconfig", full["kc"], "--state-dir", full["state"]]
+    r = harden("destroy", *common, "--profile", "ui-read-only-role", "--auto-approve")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Plan: 0 to add, 0 to change, 2 to destroy." in r.stdout
+    rbac = client.RbacAuthorizationV1Api(kube.api_client)
+    assert [x.metadata.name for x in rbac.list_namespaced_role(NS, label_selector="harden.dev/profile").items] == \
+        ["harden-workflow-executor"]
+    r = harden("plan", *common, "--detailed-exitcode")
+    assert r.returncode == 2 and "Plan: 2 to add, 0 to change, 0 to destroy." in r.stdout, r.stdout
+    assert harden("apply", *common, "--auto-approve").returncode == 0
+
+
 def test_destroy_hands_fields_back(kube, full):
     common = ["-f", "examples/stack.yaml", "--kubeconfig", full["kc"], "--state-dir", full["state"]]
     r = harden("destroy", *common, "--auto-approve")

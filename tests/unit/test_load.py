@@ -528,3 +528,21 @@ profiles:
     d = only(ei.value)
     assert (d.file, d.line) == (str(p), line_of(text, "namespcae"))
     assert "namespcae" in d.summary and "namespace" in d.hint
+
+
+def test_profiles_may_not_own_or_patch_secrets(tmp_path):
+    """Secret values would otherwise reach plans and state; the profile is refused at load."""
+    from harden.errors import Diagnostics
+    from harden.load import load_profile
+
+    p = tmp_path / "s.yaml"
+    p.write_text(
+        "apiVersion: harden.dev/v1alpha1\nkind: Profile\n"
+        "metadata: {name: s, title: t, recommendation: [{document: d, section: s}]}\n"
+        "targets:\n  - id: cred\n    candidates:\n      - {apiVersion: v1, kind: Secret, namespace: argo, name: my-minio-cred}\n"
+        "objects:\n  - apiVersion: v1\n    kind: Secret\n    metadata: {name: token}\n    stringData: {token: hunter2}\n")
+    with pytest.raises(Diagnostics) as exc:
+        load_profile(str(p))
+    lines = {d.line for d in exc.value.diagnostics}
+    assert lines == {7, 10}
+    assert all("Secret" in d.summary for d in exc.value.diagnostics)

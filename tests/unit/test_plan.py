@@ -357,3 +357,30 @@ def test_record_for_object_and_patch():
     other = record_for(only_change(make_plan(rendered(["metrics-ingress"], ["metricsPort=9091"]), live_of(),
                                              State(STACK), STACK)))
     assert rec.digest != other.digest
+
+
+# -- stacks are isolated ---------------------------------------------------------------------------
+
+def test_object_owned_by_another_stack_is_refused_not_taken_over():
+    """Two stacks selecting the same profile would fight over one object; the plan refuses instead."""
+    theirs = labelled("harden-allow-metrics-ingress", stack="prod")
+    with pytest.raises(Diagnostics) as exc:
+        make_plan(rendered(["metrics-ingress"]), live_of(theirs), State(STACK), STACK)
+    text = exc.value.render()
+    assert "belongs to stack 'prod'" in text and "metrics-ingress" in text
+
+
+def test_each_stack_applies_under_its_own_field_manager():
+    from harden.model import field_manager
+
+    assert field_manager("default") == "harden"
+    assert field_manager("prod") != field_manager("staging")
+    # Another stack's manager is a conflict like any other owner, so the plan names it.
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "argo-server-cluster-role", "resourceVersion": "7",
+                         "managedFields": [{"manager": field_manager("prod"), "operation": "Apply",
+                                            "fieldsV1": {"f:rules": {}}}]},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "delete"]}]}
+    plan = make_plan(rendered(["read-only-server"]), live_of(role), State(STACK), STACK)
+    c = only_change(plan)
+    assert [(x.path, x.manager) for x in c.conflicts] == [("rules", "harden-prod")]

@@ -74,6 +74,10 @@ def check_fresh(plan: Plan, cluster: Cluster, state: State) -> None:
 
 
 def _write(cluster: Cluster, c: Change, dry_run: bool, manager: str) -> None:
+    if c.action is Action.UPDATE and c.release_first:
+        # Hand dropped fields back first: once their value is the old owner's again, harden's apply
+        # below no longer owns them and cannot prune them.
+        cluster.patch(c.release_first, manager=(c.restore or {}).get("manager", "harden-release"), dry_run=dry_run)
     if c.action in (Action.CREATE, Action.UPDATE):
         body = c.body
         if c.action is Action.UPDATE and c.observed_resource_version:

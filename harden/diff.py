@@ -341,6 +341,31 @@ def merge_partial(base: Any, partial: Any, field: str | None = None) -> Any:
     return copy.deepcopy(partial)
 
 
+def select_paths(body: Obj, paths: list[str]) -> Obj:
+    """The part of `body` at the given field paths (keyed-list entries kept with their key)."""
+    out: Obj = {}
+    for text in paths:
+        path = split_path(text)
+        src: Any = body
+        for p in path:
+            if isinstance(p, tuple):
+                src = next((x for x in src or [] if isinstance(x, dict) and x.get(p[0]) == p[1]), None)
+            else:
+                src = src.get(p) if isinstance(src, dict) else None
+            if src is None:
+                break
+        # Rebuild the path in `out`, innermost value last; a missing value stays None (= remove it).
+        value: Any = copy.deepcopy(src)
+        for i in range(len(path) - 1, -1, -1):
+            p = path[i]
+            if isinstance(p, tuple):
+                value = [{p[0]: p[1], **(value if isinstance(value, dict) else {})}]
+            else:
+                value = {p: value}
+        out = merge_partial(out, value)
+    return out
+
+
 def restore_shape(live: Any, partial: Any, field: str | None = None) -> Any:
     """What `live` holds at the fields of `partial`, with None where it holds nothing: a
     strategic-merge patch that puts those fields back as they were."""

@@ -122,6 +122,7 @@ class Change:
     observed_resource_version: str | None = None  # None: the object did not exist
     restore: Obj | None = None              # for patches: what release puts back, and as whom
     field_paths: tuple[str, ...] = ()       # for patches: the fields harden sets
+    release_first: Obj | None = None        # for patches: fields harden stops setting, put back first
 
     def to_dict(self) -> dict:
         return {
@@ -138,6 +139,7 @@ class Change:
             "observedResourceVersion": self.observed_resource_version,
             "restore": self.restore,
             "fieldPaths": list(self.field_paths),
+            "releaseFirst": self.release_first,
         }
 
     @classmethod
@@ -155,6 +157,7 @@ class Change:
             observed_resource_version=d.get("observedResourceVersion"),
             restore=d.get("restore"),
             field_paths=tuple(d.get("fieldPaths", [])),
+            release_first=d.get("releaseFirst"),
         )
 
 

@@ -24,7 +24,7 @@ from typing import Any, Iterable
 import yaml
 
 from . import __version__
-from .diff import conflicts, diff_fields, merge_partial, restore_shape
+from .diff import conflicts, diff_fields, merge_partial, restore_shape, select_paths
 from .errors import Diagnostic, Diagnostics
 from .model import (LABEL_MANAGED_BY, LABEL_STACK, MANAGER, Action, field_manager, Change, ChangeKind, FieldChange, Obj, Plan, ResourceKey)
 from .observe import Live
@@ -225,16 +225,27 @@ def _patch_change(key: ResourceKey, intents: list[tuple[PatchIntent, Obj]], reco
     reasons = "; ".join(dict.fromkeys(i.reason for i, _ in intents if i.reason)) or "fields the profile sets"
     fields = diff_fields(body, live)
     owners = conflicts(live, [FieldChange(p, None, None) for p in paths], own)
+    # The restore point: what each field held before harden first set it. Fields harden already
+    # set keep the recorded value; fields it sets for the first time take the live value.
+    restore = {"body": merge_partial(identity(live), restore_shape(live, partial)),
+               "manager": owners[0].manager if owners else f"{MANAGER}-release"}
+    release_first = None
     if record is not None and record.restore is not None:
-        restore = record.restore  # keep what was there before harden first touched it
-    else:
-        restore = {"body": merge_partial(identity(live), restore_shape(live, partial)),
-                   "manager": owners[0].manager if owners else f"{MANAGER}-release"}
+        kept = [p for p in record.field_paths if p in paths]
+        dropped = [p for p in record.field_paths if p not in paths]
+        recorded = record.restore.get("body") or {}
+        restore = {"body": merge_partial(restore["body"], select_paths(recorded, kept)),
+                   "manager": record.restore.get("manager", restore["manager"])}
+        if dropped:
+            # A field no selected profile sets any more goes back to its recorded value and owner.
+            release_first = merge_partial(identity(live), select_paths(recorded, dropped))
+            fields += [FieldChange(f.path, f.before, f.after) for f in diff_fields(release_first, live)]
     rv = live["metadata"].get("resourceVersion")
     action = Action.UPDATE if fields else Action.NOOP
     return Change(key, live["apiVersion"], action, ChangeKind.PATCH, profiles, reasons, body=body,
                   fields=tuple(fields), conflicts=tuple(conflicts(live, fields, own)) if fields else (),
-                  observed_resource_version=rv, restore=restore, field_paths=tuple(paths))
+                  observed_resource_version=rv, restore=restore, field_paths=tuple(paths),
+                  release_first=release_first)
 
 
 def _removal(key: ResourceKey, rec: Record, live: Live) -> Change:
@@ -272,7 +283,8 @@ def predict(live: Live, plan: Plan) -> list[Obj]:
         if c.action is Action.CREATE and c.body:
             objs[c.key] = c.body
         elif c.action is Action.UPDATE and c.body:
-            objs[c.key] = merge_partial(objs.get(c.key, {}), c.body)
+            base = _strategic(objs.get(c.key, {}), c.release_first) if c.release_first else objs.get(c.key, {})
+            objs[c.key] = merge_partial(base, c.body)
         elif c.action is Action.RELEASE and c.body and c.key in objs:
             objs[c.key] = _strategic(objs[c.key], c.body)
         elif c.action is Action.DELETE:

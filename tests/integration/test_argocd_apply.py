@@ -73,7 +73,7 @@ def test_apply_then_plan_is_empty_with_every_expectation(kube, argocd):
     expectations = [f for f in plan["findings"] if f["kind"] == "expectation"]
     assert len(expectations) >= 30
     assert {f["profile"] for f in expectations} == {"argocd-repo-server-no-k8s", "argocd-network",
-                                                    "argocd-controller-namespaces"}
+                                                    "argocd-controller-namespaces", "argocd-tls"}
 
 
 def test_stored_objects_carry_the_settings(kube, argocd):

@@ -254,8 +254,34 @@ def test_patch_restore_is_kept_from_the_first_record():
     rec = Record(str(ROLE_KEY), "rbac.authorization.k8s.io/v1", "patch", "read-only-server", "d", ("rules",), first)
     c = only_change(make_plan(rendered(["read-only-server"]), live_of(CLUSTER_ROLE),
                               State(STACK, "l", 1, {str(ROLE_KEY): rec}), STACK))
-    assert c.restore == first
-    assert record_for(c).restore == first
+    assert c.restore["body"]["rules"] == "as before harden" and c.restore["manager"] == "helm"
+    assert record_for(c).restore == c.restore
+
+
+def test_field_a_profile_stops_setting_is_handed_back_in_the_same_change():
+    """Dropping one of several profiles that patch one object: its field goes back to the recorded
+    value (shown in the plan), the others' fields stay."""
+    cm = {"apiVersion": "v1", "kind": "ConfigMap",
+          "metadata": {"name": "workflow-controller-configmap", "namespace": "argo", "resourceVersion": "9"},
+          "data": {"workflowDefaults": "spec:\n  serviceAccountName: harden-workflow\n",
+                   "workflowRestrictions": "templateReferencing: Strict\n"}}
+    key = ResourceKey.of(cm)
+    recorded = {"body": {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": cm["metadata"]["name"],
+                                                                            "namespace": "argo"},
+                         "data": {"workflowDefaults": None, "workflowRestrictions": "templateReferencing: Secure\n"}},
+                "manager": "helm"}
+    rec = Record(str(key), "v1", "patch", "workflow-service-account, workflow-restrictions", "d",
+                 ('data.workflowDefaults', 'data.workflowRestrictions'), recorded)
+    plan = make_plan(rendered(["workflow-service-account"]), live_of(cm), State(STACK, "l", 1, {str(key): rec}), STACK)
+    c = next(x for x in plan.changes if x.key == key)
+    assert c.action is Action.UPDATE
+    assert c.release_first["data"] == {"workflowRestrictions": "templateReferencing: Secure\n"}
+    assert [(f.path, f.before, f.after) for f in c.fields] == \
+        [("data.workflowRestrictions.templateReferencing", "Strict", "Secure")]
+    # The new restore point no longer covers the released field, and still covers the kept one.
+    assert c.restore["body"]["data"] == {"workflowDefaults": None}
+    after = {ResourceKey.of(o): o for o in predict(live_of(cm), plan)}[key]
+    assert after["data"]["workflowRestrictions"] == "templateReferencing: Secure\n"
 
 
 def test_patch_already_applied_is_noop():

@@ -74,13 +74,19 @@ def check_fresh(plan: Plan, cluster: Cluster, state: State) -> None:
 
 
 def _write(cluster: Cluster, c: Change, dry_run: bool, manager: str) -> None:
+    precondition = bool(c.observed_resource_version)
     if c.action is Action.UPDATE and c.release_first:
         # Hand dropped fields back first: once their value is the old owner's again, harden's apply
-        # below no longer owns them and cannot prune them.
-        cluster.patch(c.release_first, manager=(c.restore or {}).get("manager", "harden-release"), dry_run=dry_run)
+        # below no longer owns them and cannot prune them. This write carries the precondition; it
+        # moves the resourceVersion on, so the apply after it cannot.
+        first = c.release_first
+        if precondition:
+            first = {**first, "metadata": {**first["metadata"], "resourceVersion": c.observed_resource_version}}
+        cluster.patch(first, manager=(c.restore or {}).get("manager", "harden-release"), dry_run=dry_run)
+        precondition = dry_run  # a dry run changed nothing, so the apply may still check it
     if c.action in (Action.CREATE, Action.UPDATE):
         body = c.body
-        if c.action is Action.UPDATE and c.observed_resource_version:
+        if c.action is Action.UPDATE and precondition:
             body = {**body, "metadata": {**body["metadata"], "resourceVersion": c.observed_resource_version}}
         cluster.apply(body, manager=manager, dry_run=dry_run, force=True)
     elif c.action is Action.RELEASE:

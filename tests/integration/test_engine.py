@@ -172,6 +172,6 @@ def test_destroy_leaves_nothing_labelled_and_restores_roles(kube, install):
     # The role's rules went back to what they were before harden first changed them.
     role = client.RbacAuthorizationV1Api(kube.api_client).read_cluster_role("argo-server-cluster-role")
     assert "create" in role.rules[-1].verbs and "delete" in role.rules[-1].verbs
-    assert not any(m.manager.startswith("harden") and m.fields_v1 and "f:rules" in m.fields_v1 for m in role.metadata.managed_fields)
+    assert not any(m.manager == "harden-it-argo" and m.fields_v1 and "f:rules" in m.fields_v1 for m in role.metadata.managed_fields)
     state = json.loads((install["state"] / "it-argo.json").read_text())
     assert state["records"] == {}

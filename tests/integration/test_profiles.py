@@ -20,6 +20,7 @@ from kubernetes import client
 from kubeutil import require_fixture, run_harden, start_harden
 
 NS = "argo"
+REPO = Path(__file__).resolve().parents[2]
 
 
 harden = run_harden
@@ -68,6 +69,24 @@ def test_every_workflows_profile_applies_idempotently_with_expectations(kube, fu
     assert not can(f"system:serviceaccount:{NS}:harden-workflow", "get", "secrets")
     assert can("someone", "list", "workflows", "argoproj.io")       # via group argo-viewers
     assert not can("someone", "create", "workflows", "argoproj.io")
+
+
+def test_dropping_one_of_three_patching_profiles_hands_only_its_field_back(kube, full, tmp_path):
+    stack = yaml.safe_load((REPO / "examples/stack.yaml").read_text())
+    stack["profiles"] = [p for p in stack["profiles"] if p["profile"] != "workflow-restrictions"]
+    smaller = tmp_path / "stack.yaml"
+    smaller.write_text(yaml.safe_dump(stack))
+    common = ["-f", str(smaller), "--kubeconfig", full["kc"], "--state-dir", full["state"]]
+    r = harden("plan", *common, "--detailed-exitcode")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "data.workflowRestrictions.templateReferencing" in r.stdout
+    assert harden("apply", *common, "--auto-approve").returncode == 0
+    cm = client.CoreV1Api(kube.api_client).read_namespaced_config_map("workflow-controller-configmap", NS)
+    assert "workflowRestrictions" not in cm.data  # the quick start had none: back to none
+    assert yaml.safe_load(cm.data["workflowDefaults"])["spec"]["automountServiceAccountToken"] is False
+    assert harden("plan", *common, "--detailed-exitcode").returncode == 0
+    full_stack = ["-f", "examples/stack.yaml", "--kubeconfig", full["kc"], "--state-dir", full["state"]]
+    assert harden("apply", *full_stack, "--auto-approve").returncode == 0
 
 
 def test_destroy_of_one_profile_leaves_the_others(kube, full):

@@ -91,7 +91,10 @@ def _write(cluster: Cluster, c: Change, dry_run: bool, manager: str) -> None:
         cluster.apply(body, manager=manager, dry_run=dry_run, force=True)
     elif c.action is Action.RELEASE:
         if c.body:
-            cluster.patch(c.body, manager=(c.restore or {}).get("manager", "harden-release"), dry_run=dry_run)
+            body = c.body
+            if c.observed_resource_version:
+                body = {**body, "metadata": {**body["metadata"], "resourceVersion": c.observed_resource_version}}
+            cluster.patch(body, manager=(c.restore or {}).get("manager", "harden-release"), dry_run=dry_run)
     elif c.action is Action.DELETE:
         if c.observed_resource_version is not None:
             cluster.delete(c.api_version, c.key.kind, c.key.namespace, c.key.name,

@@ -7,6 +7,7 @@ snapshot) once, in bulk; everything after that is pure.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from typing import Any
 
 from .checks import run_checks
@@ -38,6 +39,10 @@ class Planned:
     backend: FileBackend
     state: State
     profile_files: dict[str, str] = field(default_factory=dict)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def connect(req: Request) -> tuple[Any, Any]:
@@ -80,9 +85,10 @@ def build_plan(req: Request, *, destroy: bool = False, with_impact: bool = True)
     if destroy:
         names = {load_profile(p).name for p in req.profiles}
         plan = make_plan([], live, state, selection.stack, selection={"destroy": sorted(names) or "all"},
-                         destroy_profiles=names)
+                         destroy_profiles=names, created_at=_now())
     else:
-        plan = make_plan(rendered, live, state, selection.stack, selection=selection.description, profile_files=files)
+        plan = make_plan(rendered, live, state, selection.stack, selection=selection.description, profile_files=files,
+                         created_at=_now())
     findings: list[Finding] = []
     after = predict(live, plan)
     if not destroy:

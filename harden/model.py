@@ -8,8 +8,12 @@ glyphs the plan prints, as in Terraform's `plans.Action`.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from typing import Any
+
+from . import __version__
 
 MANAGER = "harden"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -256,3 +260,73 @@ class Plan:
             source=d.get("source", {}), selection=d.get("selection", {}),
             created_at=d.get("createdAt", ""), harden_version=d.get("hardenVersion", ""),
         )
+
+
+@dataclass
+class Live:
+    """The observed objects, indexed by key."""
+
+    objects: dict[ResourceKey, Obj] = field(default_factory=dict)
+    kinds: set[tuple[str, str]] = field(default_factory=set)
+    source: dict = field(default_factory=dict)
+
+    def get(self, key: ResourceKey) -> Obj | None:
+        return self.objects.get(key)
+
+    def of_kind(self, kind: str, namespace: str | None = None) -> list[Obj]:
+        return [o for k, o in self.objects.items() if k.kind == kind and (namespace is None or k.namespace == namespace)]
+
+    def all(self) -> list[Obj]:
+        return list(self.objects.values())
+
+
+STATE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Record:
+    key: str
+    api_version: str
+    kind: str          # object | patch
+    profile: str
+    digest: str
+    field_paths: tuple[str, ...] = ()
+    restore: dict | None = None  # patches: {"body": partial object, "manager": previous owner}
+
+    def to_dict(self) -> dict:
+        d = {"key": self.key, "apiVersion": self.api_version, "kind": self.kind, "profile": self.profile,
+             "digest": self.digest}
+        if self.field_paths:
+            d["fieldPaths"] = list(self.field_paths)
+        if self.restore is not None:
+            d["restore"] = self.restore
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Record":
+        return cls(d["key"], d["apiVersion"], d["kind"], d["profile"], d["digest"],
+                   tuple(d.get("fieldPaths", [])), d.get("restore"))
+
+
+@dataclass(frozen=True)
+class State:
+    stack: str
+    lineage: str | None = None
+    serial: int = 0
+    records: dict[str, Record] = field(default_factory=dict)
+    updated_at: str = ""
+
+    def to_dict(self) -> dict:
+        return {"formatVersion": STATE_FORMAT, "hardenVersion": __version__, "stack": self.stack,
+                "lineage": self.lineage, "serial": self.serial, "updatedAt": self.updated_at,
+                "records": {k: r.to_dict() for k, r in sorted(self.records.items())}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "State":
+        return cls(d["stack"], d.get("lineage"), d.get("serial", 0),
+                   {k: Record.from_dict(r) for k, r in d.get("records", {}).items()}, d.get("updatedAt", ""))
+
+    def with_records(self, records: dict[str, Record]) -> "State":
+        """The next serial of this state (a new lineage on first write)."""
+        return replace(self, lineage=self.lineage or str(uuid.uuid4()), serial=self.serial + 1,
+                       records=dict(records), updated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))

@@ -9,12 +9,11 @@ redacted here, at the edge, so nothing downstream can leak them.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Protocol
 
 from .errors import InputError
-from .model import Obj, ResourceKey
+from .model import Live, Obj, ResourceKey
 from .redact import redact
 from .yamlsrc import load_file
 
@@ -38,24 +37,6 @@ CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResou
                   "StorageClass", "PersistentVolume", "Node", "ValidatingWebhookConfiguration",
                   "MutatingWebhookConfiguration", "APIService", "IngressClass", "RuntimeClass",
                   "ClusterWorkflowTemplate"}
-
-
-@dataclass
-class Live:
-    """The observed objects, indexed by key."""
-
-    objects: dict[ResourceKey, Obj] = field(default_factory=dict)
-    kinds: set[tuple[str, str]] = field(default_factory=set)
-    source: dict = field(default_factory=dict)
-
-    def get(self, key: ResourceKey) -> Obj | None:
-        return self.objects.get(key)
-
-    def of_kind(self, kind: str, namespace: str | None = None) -> list[Obj]:
-        return [o for k, o in self.objects.items() if k.kind == kind and (namespace is None or k.namespace == namespace)]
-
-    def all(self) -> list[Obj]:
-        return list(self.objects.values())
 
 
 class Source(Protocol):

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Iterable
 
 import yaml
@@ -26,10 +25,9 @@ import yaml
 from . import __version__
 from .diff import conflicts, diff_fields, merge_partial, restore_shape, select_paths
 from .errors import Diagnostic, Diagnostics
-from .model import (LABEL_MANAGED_BY, LABEL_STACK, MANAGER, Action, field_manager, Change, ChangeKind, FieldChange, Obj, Plan, ResourceKey)
-from .observe import Live
+from .model import (LABEL_MANAGED_BY, LABEL_STACK, MANAGER, Action, Change, ChangeKind, FieldChange, Live, Obj, Plan,
+                    Record, ResourceKey, State, field_manager)
 from .render import Candidate, PatchIntent, Rendered, Target, identity, materialize
-from .state import Record, State
 
 
 def digest(body: Obj | None) -> str:
@@ -104,7 +102,7 @@ def detect(selected, rendered: Rendered, live: Live) -> tuple[dict[str, Any], li
 
 def make_plan(rendered: list[Rendered], live: Live, state: State, stack: str, *,
               destroy_profiles: set[str] | None = None, selection: dict | None = None,
-              profile_files: dict[str, str] | None = None) -> Plan:
+              profile_files: dict[str, str] | None = None, created_at: str = "") -> Plan:
     """Build the plan. `destroy_profiles` (destroy mode) plans removal of what those profiles own."""
     problems: list[Diagnostic] = []
     changes: list[Change] = []
@@ -185,7 +183,7 @@ def make_plan(rendered: list[Rendered], live: Live, state: State, stack: str, *,
 
     return Plan(stack=stack, lineage=state.lineage, serial=state.serial, changes=tuple(changes),
                 targets=tuple(target_report), source=live.source, selection=selection or {},
-                created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), harden_version=__version__)
+                created_at=created_at, harden_version=__version__)
 
 
 def _other_stack(live: Obj | None, stack: str) -> str | None:

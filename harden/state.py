@@ -19,66 +19,16 @@ import os
 import socket
 import tempfile
 import time
-import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from . import __version__
 from .errors import InputError, LockHeld
+from .model import STATE_FORMAT, Record, State
 
-STATE_FORMAT = 1
+__all__ = ["FileBackend", "Record", "State", "STATE_FORMAT"]
 
-
-@dataclass(frozen=True)
-class Record:
-    key: str
-    api_version: str
-    kind: str          # object | patch
-    profile: str
-    digest: str
-    field_paths: tuple[str, ...] = ()
-    restore: dict | None = None  # patches: {"body": partial object, "manager": previous owner}
-
-    def to_dict(self) -> dict:
-        d = {"key": self.key, "apiVersion": self.api_version, "kind": self.kind, "profile": self.profile,
-             "digest": self.digest}
-        if self.field_paths:
-            d["fieldPaths"] = list(self.field_paths)
-        if self.restore is not None:
-            d["restore"] = self.restore
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Record":
-        return cls(d["key"], d["apiVersion"], d["kind"], d["profile"], d["digest"],
-                   tuple(d.get("fieldPaths", [])), d.get("restore"))
-
-
-@dataclass(frozen=True)
-class State:
-    stack: str
-    lineage: str | None = None
-    serial: int = 0
-    records: dict[str, Record] = field(default_factory=dict)
-    updated_at: str = ""
-
-    def to_dict(self) -> dict:
-        return {"formatVersion": STATE_FORMAT, "hardenVersion": __version__, "stack": self.stack,
-                "lineage": self.lineage, "serial": self.serial, "updatedAt": self.updated_at,
-                "records": {k: r.to_dict() for k, r in sorted(self.records.items())}}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "State":
-        return cls(d["stack"], d.get("lineage"), d.get("serial", 0),
-                   {k: Record.from_dict(r) for k, r in d.get("records", {}).items()}, d.get("updatedAt", ""))
-
-    def with_records(self, records: dict[str, Record]) -> "State":
-        """The next serial of this state (a new lineage on first write)."""
-        return replace(self, lineage=self.lineage or str(uuid.uuid4()), serial=self.serial + 1,
-                       records=dict(records), updated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
 class FileBackend:

@@ -60,7 +60,13 @@ def rendered_for(selection: Selection) -> list[Rendered]:
 
 
 def build_plan(req: Request, *, destroy: bool = False, with_impact: bool = True) -> Planned:
-    if destroy:
+    names = {load_profile(p).name for p in req.profiles} if destroy else set()
+    if destroy and req.stack_file and names:
+        # Destroying some profiles of a stack = planning the stack without them, keeping only what
+        # touches them: their objects go, and a patch they share with others keeps the others' fields.
+        full = select([], req.stack_file, list(req.sets))
+        selection = replace(full, items=tuple(i for i in full.items if i.profile.name not in names))
+    elif destroy:
         # Destroy needs no parameter values: it removes what state (and the stack label) say the
         # stack manages; --profile narrows it to those profiles, otherwise it is the whole stack.
         selection = Selection(stack_name(req.stack_file), ())
@@ -82,8 +88,13 @@ def build_plan(req: Request, *, destroy: bool = False, with_impact: bool = True)
     selection = replace(selection, items=tuple(items))
     rendered = rendered_for(selection)
     files = {s.profile.name: s.profile.file for s in selection.items}
-    if destroy:
-        names = {load_profile(p).name for p in req.profiles}
+    if destroy and selection.items:
+        plan = make_plan(rendered, live, state, selection.stack, selection={"destroy": sorted(names)},
+                         profile_files=files, created_at=_now())
+        touched = {k for k, r in state.records.items() if names & set(r.profile.split(", "))}
+        plan = replace(plan, changes=tuple(c for c in plan.changes
+                                           if str(c.key) in touched or names & set(c.profile.split(", "))))
+    elif destroy:
         plan = make_plan([], live, state, selection.stack, selection={"destroy": sorted(names) or "all"},
                          destroy_profiles=names, created_at=_now())
     else:

@@ -87,6 +87,14 @@ def test_dropping_one_of_three_patching_profiles_hands_only_its_field_back(kube,
     assert harden("plan", *common, "--detailed-exitcode").returncode == 0
     full_stack = ["-f", "examples/stack.yaml", "--kubeconfig", full["kc"], "--state-dir", full["state"]]
     assert harden("apply", *full_stack, "--auto-approve").returncode == 0
+    # The same through destroy of that one profile: the shared ConfigMap keeps the others' fields.
+    r = harden("destroy", *full_stack, "--profile", "workflow-restrictions", "--auto-approve")
+    assert r.returncode == 0, r.stdout + r.stderr
+    cm = client.CoreV1Api(kube.api_client).read_namespaced_config_map("workflow-controller-configmap", NS)
+    assert "workflowRestrictions" not in cm.data
+    assert yaml.safe_load(cm.data["workflowDefaults"])["spec"]["serviceAccountName"] == "harden-workflow"
+    assert harden("plan", *full_stack, "--detailed-exitcode").returncode == 2  # only restrictions to add back
+    assert harden("apply", *full_stack, "--auto-approve").returncode == 0
 
 
 def test_destroy_of_one_profile_leaves_the_others(kube, full):

@@ -78,7 +78,7 @@ def deployment_args(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
             [t.split("=", 1)[1] for t in args if t.startswith(w["flag"] + "=")]
     if "forbid" in w and w["forbid"] in every:
         return False, f"{name} runs with {w['flag']} {w['forbid']} (all values: {', '.join(every)})"
-    if "require" in w and value not in (w["require"], None if w.get("defaultMatches") else object()):
+    if "require" in w and value != w["require"]:
         return False, f"{name} runs with {w['flag']} {value if value is not None else '(unset)'}, want {w['require']}"
     return True, f"{name}: {w['flag']} is {value if value is not None else '(default)'}"
 

@@ -26,7 +26,9 @@ app.add_typer(state_app, name="state")
 
 def _consoles() -> tuple[Console, Console]:
     no_color = bool(os.environ.get("NO_COLOR"))
-    return Console(no_color=no_color, highlight=False, soft_wrap=True), Console(stderr=True, no_color=no_color, highlight=False)
+    # soft_wrap: long lines (paths, error messages) are never broken mid-token, so logs stay greppable.
+    return (Console(no_color=no_color, highlight=False, soft_wrap=True),
+            Console(stderr=True, no_color=no_color, highlight=False, soft_wrap=True))
 
 
 ProfileOpt = typer.Option([], "--profile", "-p", help="A built-in profile name or a profile file (repeatable).")

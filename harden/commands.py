@@ -177,7 +177,7 @@ def show_cmd(plan_file: str, output: str, out: Console) -> int:
 
 def validate_cmd(paths: list[str], out: Console) -> int:
     """Validate profile and stack files (all of them, every problem reported)."""
-    from .load import _schema_diagnostics, _schema  # noqa: PLC2701 - same package
+    from .load import schema, schema_diagnostics
 
     targets = [Path(p) for p in paths] if paths else sorted((Path(__file__).resolve().parent.parent / "profiles").glob("*.yaml"))
     files: list[Path] = []
@@ -190,7 +190,7 @@ def validate_cmd(paths: list[str], out: Console) -> int:
             for doc in docs:
                 kind = doc.data.get("kind") if isinstance(doc.data, dict) else None
                 if kind == "Stack":
-                    problems += _schema_diagnostics(doc, _schema("stack"))
+                    problems += schema_diagnostics(doc, schema("stack"))
                 else:
                     parse_profile(doc)
         except Diagnostics as exc:

@@ -34,7 +34,7 @@ def builtin_profiles_dir() -> Path:
 
 
 @cache
-def _schema(name: str) -> dict:
+def schema(name: str) -> dict:
     return json.loads(resources.files("harden").joinpath("schema", f"{name}.schema.json").read_text())
 
 
@@ -73,7 +73,7 @@ class Selection:
     description: dict = field(default_factory=dict)
 
 
-def _schema_diagnostics(doc: Document, schema: dict) -> list[Diagnostic]:
+def schema_diagnostics(doc: Document, schema: dict) -> list[Diagnostic]:
     out = []
     validator = jsonschema.Draft202012Validator(schema)
     for err in sorted(validator.iter_errors(doc.data), key=lambda e: list(map(str, e.absolute_path))):
@@ -99,7 +99,7 @@ def _schema_diagnostics(doc: Document, schema: dict) -> list[Diagnostic]:
 
 
 def parse_profile(doc: Document) -> Profile:
-    problems = _schema_diagnostics(doc, _schema("profile"))
+    problems = schema_diagnostics(doc, schema("profile"))
     if problems:
         raise Diagnostics(problems)
     data = doc.data
@@ -385,7 +385,7 @@ def select(profile_refs: list[str], stack_file: str | None, sets: list[str]) -> 
         if len(docs) != 1:
             raise InputError(f"a stack file holds exactly one YAML document, found {len(docs)}", file=stack_file)
         doc = docs[0]
-        problems += _schema_diagnostics(doc, _schema("stack"))
+        problems += schema_diagnostics(doc, schema("stack"))
         if problems:
             raise Diagnostics(problems)
         stack_name = doc.data["metadata"]["name"]

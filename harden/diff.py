@@ -319,6 +319,58 @@ def _atomic_prefix(path: list) -> str:
     return _path_text(path)
 
 
+def _owned_leaves(fields: dict, path: list):
+    """Leaf field paths of a fieldsV1 set (`f:spec` -> spec, `k:{"name":"x"}` -> [name=x])."""
+    children = {k: v for k, v in fields.items() if k != "."}
+    if not children:
+        yield path
+        return
+    for token, sub in children.items():
+        if token.startswith("f:"):
+            yield from _owned_leaves(sub, path + [token[2:]])
+        elif token.startswith("k:"):
+            key = json.loads(token[2:])
+            if len(key) == 1:
+                (name, value), = key.items()
+                yield from _owned_leaves(sub, path + [(name, value)])
+            else:
+                yield path  # a compound key: treat the list as one field
+        else:  # v: (set members) and i: (indexes) belong to the list above, owned as a whole
+            yield path
+            return
+
+
+def _declares(desired: Any, path: list) -> bool:
+    node = desired
+    for p in path:
+        if isinstance(p, tuple):
+            node = next((x for x in node or [] if isinstance(x, dict) and x.get(p[0]) == p[1]), None) \
+                if isinstance(node, list) else None
+        elif isinstance(node, dict):
+            node = node.get(p)
+        else:
+            return node is not None  # below an atomic value harden declares as a whole
+        if node is None:
+            return False
+    return True
+
+
+def dropped_fields(desired: Obj, live: Obj, own: str) -> list[FieldChange]:
+    """Fields `own` applied to `live` that `desired` no longer declares: the next apply prunes them."""
+    out = []
+    for entry in (live.get("metadata") or {}).get("managedFields") or []:
+        if entry.get("manager") != own or entry.get("operation") != "Apply":
+            continue
+        for path in _owned_leaves(entry.get("fieldsV1") or {}, []):
+            if path and not _declares(desired, path):
+                value = live
+                for p in path:
+                    value = (next((x for x in value if isinstance(x, dict) and x.get(p[0]) == p[1]), None)
+                             if isinstance(p, tuple) else (value or {}).get(p)) if value is not None else None
+                out.append(FieldChange(path_text(path), value, None))
+    return out
+
+
 def merge_partial(base: Any, partial: Any, field: str | None = None) -> Any:
     """Merge a partial object into `base` the way server-side apply does for harden's fields:
     mappings merge, keyed lists merge entry by entry, atomic lists are replaced."""

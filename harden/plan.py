@@ -23,7 +23,7 @@ from typing import Any, Iterable
 import yaml
 
 from . import __version__
-from .diff import conflicts, diff_fields, merge_partial, restore_shape, select_paths
+from .diff import conflicts, diff_fields, dropped_fields, merge_partial, restore_shape, select_paths
 from .errors import Diagnostic, Diagnostics
 from .model import (LABEL_MANAGED_BY, LABEL_STACK, MANAGER, Action, Change, ChangeKind, FieldChange, Live, Obj, Plan,
                     Record, ResourceKey, State, field_manager)
@@ -198,6 +198,8 @@ def _object_change(key: ResourceKey, body: Obj, profile: str, live: Obj | None, 
     if live is None:
         return Change(key, body["apiVersion"], Action.CREATE, ChangeKind.OBJECT, profile,
                       "wanted by the profile and absent", body=body, fields=tuple(fields))
+    # Fields harden applied before and the profile no longer declares: the apply will prune them.
+    fields += dropped_fields(body, live, own)
     rv = live["metadata"].get("resourceVersion")
     if not fields:
         return Change(key, body["apiVersion"], Action.NOOP, ChangeKind.OBJECT, profile, "in sync", body=body,

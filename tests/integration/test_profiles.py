@@ -202,3 +202,27 @@ def test_identity_without_rbac_gets_a_clear_forbidden_error(kube, tmp_path):
     assert r.returncode == 1
     assert "forbidden" in r.stderr and "alice" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_field_dropped_from_an_owned_object_is_planned_and_pruned(kube, namespace, tmp_path):
+    def write(egress: bool) -> Path:
+        spec = {"podSelector": {}, "policyTypes": ["Egress"]}
+        if egress:
+            spec["egress"] = [{"ports": [{"port": 53, "protocol": "UDP"}]}]
+        p = tmp_path / "p.yaml"
+        p.write_text(yaml.safe_dump({
+            "apiVersion": "harden.dev/v1alpha1", "kind": "Profile",
+            "metadata": {"name": "shrink", "title": "t", "recommendation": [{"document": "t", "section": "t"}]},
+            "objects": [{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                         "metadata": {"name": "shrink", "namespace": namespace}, "spec": spec}]}))
+        return p
+
+    common = ["--kubeconfig", kube.kubeconfig, "--state-dir", str(tmp_path / "state")]
+    assert harden("apply", "--profile", str(write(True)), *common, "--auto-approve").returncode == 0
+    r = harden("plan", "--profile", str(write(False)), *common, "--detailed-exitcode")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "- spec.egress" in r.stdout and "Plan: 0 to add, 1 to change, 0 to destroy." in r.stdout
+    assert harden("apply", "--profile", str(write(False)), *common, "--auto-approve").returncode == 0
+    np = client.NetworkingV1Api(kube.api_client).read_namespaced_network_policy("shrink", namespace)
+    assert not np.spec.egress
+    assert harden("plan", "--profile", str(write(False)), *common, "--detailed-exitcode").returncode == 0

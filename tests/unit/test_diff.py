@@ -277,3 +277,26 @@ def test_restore_shape_captures_previous_values_and_absence():
     assert restore_shape(live, partial) == {
         "spec": {"template": {"spec": {"containers": [{"name": "argo-server", "args": ["server", "--auth-mode=server"]}]}}},
         "metadata": {"annotations": None}}
+
+
+def test_fields_harden_applied_and_no_longer_declares_are_listed_as_removed():
+    """A profile that stops declaring a field of an object harden owns: the next apply prunes it, so
+    the plan must say so, read from harden's own managedFields entry."""
+    from harden.diff import dropped_fields
+
+    live = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "p", "namespace": "argo", "labels": {"a": "1"},
+                         "managedFields": [
+                             {"manager": "harden-x", "operation": "Apply", "fieldsV1": {
+                                 "f:metadata": {"f:labels": {"f:a": {}}},
+                                 "f:spec": {"f:podSelector": {}, "f:egress": {}, "f:policyTypes": {}}}},
+                             {"manager": "someone", "operation": "Update", "fieldsV1": {"f:spec": {"f:ingress": {}}}}]},
+            "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"ports": [{"port": 53}]}],
+                     "ingress": [{}]}}
+    desired = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+               "metadata": {"name": "p", "namespace": "argo", "labels": {"a": "1"}},
+               "spec": {"podSelector": {}, "policyTypes": ["Egress"]}}
+    changes = dropped_fields(desired, live, "harden-x")
+    assert [(c.path, c.before, c.after) for c in changes] == [("spec.egress", [{"ports": [{"port": 53}]}], None)]
+    assert dropped_fields(live, live, "harden-x") == []  # declaring everything drops nothing
+    assert dropped_fields(desired, live, "harden-other") == []  # another stack's fields are not ours

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from .apply import apply_plan
 from .engine import Planned, Request, build_plan, connect
 from .errors import Diagnostics, ExpectationFailed, HardenError, InputError
-from .load import builtin_profile_names, load_profile, parse_profile, stack_name
+from .load import builtin_profile_names, builtin_profiles_dir, load_profile, parse_profile, stack_name
 from .model import PLAN_FORMAT, Plan
 from .state import FileBackend
 from .views import markdown, sarif
@@ -179,7 +179,7 @@ def validate_cmd(paths: list[str], out: Console) -> int:
     """Validate profile and stack files (all of them, every problem reported)."""
     from .load import schema, schema_diagnostics
 
-    targets = [Path(p) for p in paths] if paths else sorted((Path(__file__).resolve().parent.parent / "profiles").glob("*.yaml"))
+    targets = [Path(p) for p in paths] if paths else sorted(builtin_profiles_dir().glob("*.yaml"))
     files: list[Path] = []
     for p in targets:
         files += sorted(p.glob("*.yaml")) if p.is_dir() else [p]

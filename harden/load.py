@@ -29,8 +29,11 @@ LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
 
 
 def builtin_profiles_dir() -> Path:
-    """Profiles ship at the repository's top level (`profiles/`), beside the package."""
-    return Path(__file__).resolve().parent.parent / "profiles"
+    """The built-in profiles: `profiles/` beside the package in a checkout (an editable install),
+    else the copy installed inside the package as `harden.builtin_profiles`."""
+    here = Path(__file__).resolve().parent
+    checkout = here.parent / "profiles"
+    return checkout if checkout.is_dir() else here / "builtin_profiles"
 
 
 @cache

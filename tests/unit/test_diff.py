@@ -6,6 +6,8 @@ import copy
 
 import pytest
 
+from served import served
+
 from harden.diff import (
     conflicts,
     diff_fields,
@@ -30,22 +32,7 @@ NETPOL = {
 
 
 def server_defaulted(desired):
-    """What the API server returns for `desired`: metadata filled, protocol and policyTypes defaulted,
-    empty matchLabels omitted."""
-    live = copy.deepcopy(desired)
-    live["metadata"].update(resourceVersion="4711", uid="0b5e", generation=1,
-                            creationTimestamp="2024-01-01T00:00:00Z",
-                            managedFields=[{"manager": "harden", "operation": "Apply", "fieldsV1": {"f:spec": {}}}])
-    spec = live["spec"]
-    spec.setdefault("policyTypes", ["Ingress"] + (["Egress"] if "egress" in spec else []))
-    for direction in ("ingress", "egress"):
-        for rule in spec.get(direction, []):
-            for port in rule.get("ports", []):
-                port.setdefault("protocol", "TCP")
-            for peer in rule.get("from", []) + rule.get("to", []):
-                if peer.get("podSelector") == {"matchLabels": {}}:
-                    peer["podSelector"] = {}
-    return live
+    return served(desired, rv="4711", manager="harden")
 
 
 def test_server_defaulted_networkpolicy_diffs_empty():

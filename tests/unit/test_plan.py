@@ -7,6 +7,8 @@ import copy
 import pytest
 import yaml
 
+from served import served
+
 from harden.errors import Diagnostics
 from harden.load import select
 from harden.model import Action, ChangeKind, FieldChange, ResourceKey
@@ -29,19 +31,7 @@ def live_of(*objs, kind="snapshot"):
 
 
 def server_copy(body, rv="100"):
-    """`body` as the API server would return it after an apply: defaults filled, metadata added."""
-    live = copy.deepcopy(body)
-    live["metadata"].update(resourceVersion=rv, uid="u-1", generation=1, creationTimestamp="2024-01-01T00:00:00Z")
-    spec = live.get("spec") or {}
-    if live["kind"] == "NetworkPolicy":
-        for direction in ("ingress", "egress"):
-            for rule in spec.get(direction, []):
-                for port in rule.get("ports", []):
-                    port.setdefault("protocol", "TCP")
-                for peer in rule.get("from", []) + rule.get("to", []):
-                    if peer.get("podSelector") == {"matchLabels": {}}:
-                        peer["podSelector"] = {}
-    return live
+    return served(body, rv=rv)
 
 
 def only_change(plan):

@@ -1,0 +1,25 @@
+"""What the API server hands back for an object harden applied, as plain data for unit tests:
+metadata filled in, NetworkPolicy port protocol and policyTypes defaulted, empty matchLabels
+omitted (the same defaults the integration tests observe on the real server)."""
+
+from __future__ import annotations
+
+import copy
+
+
+def served(body: dict, rv: str = "100", manager: str | None = None) -> dict:
+    live = copy.deepcopy(body)
+    live["metadata"].update(resourceVersion=rv, uid="0b5e", generation=1, creationTimestamp="2024-01-01T00:00:00Z")
+    if manager:
+        live["metadata"]["managedFields"] = [{"manager": manager, "operation": "Apply", "fieldsV1": {"f:spec": {}}}]
+    if live["kind"] == "NetworkPolicy":
+        spec = live["spec"]
+        spec.setdefault("policyTypes", ["Ingress"] + (["Egress"] if "egress" in spec else []))
+        for direction in ("ingress", "egress"):
+            for rule in spec.get(direction, []):
+                for port in rule.get("ports", []):
+                    port.setdefault("protocol", "TCP")
+                for peer in rule.get("from", []) + rule.get("to", []):
+                    if peer.get("podSelector") == {"matchLabels": {}}:
+                        peer["podSelector"] = {}
+    return live

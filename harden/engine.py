@@ -80,13 +80,15 @@ def build_plan(req: Request, *, destroy: bool = False, with_impact: bool = True)
     # Parameters the install can tell us (which labels argo-server's pods carry in this layout) are
     # read from the targets found, unless the user set them; then the profile is rendered again.
     detected: list[dict] = []
-    items = []
+    items, again = [], []
     for sel, r in zip(selection.items, rendered):
         changed, report = detect(sel, r, live)
         detected += report
-        items.append(replace(sel, values={**sel.values, **changed}) if changed else sel)
+        sel = replace(sel, values={**sel.values, **changed}) if changed else sel
+        items.append(sel)
+        again.append(render(sel, selection.stack) if changed else r)  # only what detection changed
     selection = replace(selection, items=tuple(items))
-    rendered = rendered_for(selection)
+    rendered = again
     files = {s.profile.name: s.profile.file for s in selection.items}
     if destroy and selection.items:
         plan = make_plan(rendered, live, state, selection.stack, selection={"destroy": sorted(names)},

@@ -132,12 +132,17 @@ def _bulk_profile(path: Path, n: int, namespace: str) -> None:
     }))
 
 
-def test_killed_apply_keeps_state_valid_and_rerun_converges(kube, namespace, tmp_path):
+def _bulk_apply_in_background(kube, namespace, tmp_path, n):
+    """Start a slow apply (n policies, one write at a time); return it, its CLI args and state dir."""
     profile = tmp_path / "bulk.yaml"
-    _bulk_profile(profile, 300, namespace)
+    _bulk_profile(profile, n, namespace)
     state = tmp_path / "state"
     common = ["--profile", str(profile), "--kubeconfig", kube.kubeconfig, "--state-dir", str(state)]
-    proc = start_harden("apply", *common, "--auto-approve", "--parallelism", "1")
+    return start_harden("apply", *common, "--auto-approve", "--parallelism", "1"), common, state
+
+
+def test_killed_apply_keeps_state_valid_and_rerun_converges(kube, namespace, tmp_path):
+    proc, common, state = _bulk_apply_in_background(kube, namespace, tmp_path, 300)
     # Kill it once some writes have been recorded, mid-run.
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -159,11 +164,7 @@ def test_killed_apply_keeps_state_valid_and_rerun_converges(kube, namespace, tmp
 
 
 def test_second_apply_is_refused_while_first_holds_the_lock(kube, namespace, tmp_path):
-    profile = tmp_path / "bulk.yaml"
-    _bulk_profile(profile, 150, namespace)
-    state = tmp_path / "state"
-    common = ["--profile", str(profile), "--kubeconfig", kube.kubeconfig, "--state-dir", str(state)]
-    first = start_harden("apply", *common, "--auto-approve", "--parallelism", "1")
+    first, common, state = _bulk_apply_in_background(kube, namespace, tmp_path, 150)
     deadline = time.time() + 30
     while time.time() < deadline and not ((state / "default.lock").exists() and (state / "default.lock").read_text()):
         time.sleep(0.02)

@@ -132,12 +132,26 @@ def _bulk_profile(path: Path, n: int, namespace: str) -> None:
     }))
 
 
+def _own_stack(tmp_path: Path, profile: Path) -> Path:
+    """A stack of its own for one test: another test's objects (their namespaces may still be
+    terminating) carry another stack label, so they are never this test's orphans."""
+    stack = tmp_path / "stack.yaml"
+    stack.write_text(yaml.safe_dump({"apiVersion": "harden.dev/v1alpha1", "kind": "Stack",
+                                     "metadata": {"name": "t-" + tmp_path.name[-40:].lower().strip("-_").replace("_", "-")},
+                                     "profiles": [{"profile": str(profile)}]}))
+    return stack
+
+
+def _state_file(state: Path, suffix: str) -> Path:
+    return next(iter(state.glob(f"*.{suffix}")), state / f"missing.{suffix}")
+
+
 def _bulk_apply_in_background(kube, namespace, tmp_path, n):
     """Start a slow apply (n policies, one write at a time); return it, its CLI args and state dir."""
     profile = tmp_path / "bulk.yaml"
     _bulk_profile(profile, n, namespace)
     state = tmp_path / "state"
-    common = ["--profile", str(profile), "--kubeconfig", kube.kubeconfig, "--state-dir", str(state)]
+    common = ["-f", str(_own_stack(tmp_path, profile)), "--kubeconfig", kube.kubeconfig, "--state-dir", str(state)]
     return start_harden("apply", *common, "--auto-approve", "--parallelism", "1"), common, state
 
 
@@ -146,19 +160,20 @@ def test_killed_apply_keeps_state_valid_and_rerun_converges(kube, namespace, tmp
     # Kill it once some writes have been recorded, mid-run.
     deadline = time.time() + 60
     while time.time() < deadline:
-        if (state / "default.json").exists() and len(json.loads((state / "default.json").read_text() or "{}").get("records", {})) >= 20:
+        f = _state_file(state, "json")
+        if f.exists() and len(json.loads(f.read_text() or "{}").get("records", {})) >= 20:
             break
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    recorded = json.loads((state / "default.json").read_text())  # valid JSON: atomic writes
+    recorded = json.loads(_state_file(state, "json").read_text())  # valid JSON: atomic writes
     assert 20 <= len(recorded["records"]) < 300
     # The lock died with the process: a new apply gets it at once and converges.
     r = harden("apply", *common, "--auto-approve")
     assert r.returncode == 0, r.stdout + r.stderr
     r = harden("plan", *common, "--detailed-exitcode")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert len(json.loads((state / "default.json").read_text())["records"]) == 300
+    assert len(json.loads(_state_file(state, "json").read_text())["records"]) == 300
     live = client.NetworkingV1Api(kube.api_client).list_namespaced_network_policy(namespace).items
     assert len([p for p in live if p.metadata.name.startswith("bulk-")]) == 300
 
@@ -166,7 +181,7 @@ def test_killed_apply_keeps_state_valid_and_rerun_converges(kube, namespace, tmp
 def test_second_apply_is_refused_while_first_holds_the_lock(kube, namespace, tmp_path):
     first, common, state = _bulk_apply_in_background(kube, namespace, tmp_path, 150)
     deadline = time.time() + 30
-    while time.time() < deadline and not ((state / "default.lock").exists() and (state / "default.lock").read_text()):
+    while time.time() < deadline and not (_state_file(state, "lock").exists() and _state_file(state, "lock").read_text()):
         time.sleep(0.02)
     second = harden("apply", *common, "--auto-approve")
     first.wait(timeout=300)
@@ -219,11 +234,11 @@ def test_field_dropped_from_an_owned_object_is_planned_and_pruned(kube, namespac
         return p
 
     common = ["--kubeconfig", kube.kubeconfig, "--state-dir", str(tmp_path / "state")]
-    assert harden("apply", "--profile", str(write(True)), *common, "--auto-approve").returncode == 0
-    r = harden("plan", "--profile", str(write(False)), *common, "--detailed-exitcode")
+    assert harden("apply", "-f", str(_own_stack(tmp_path, write(True))), *common, "--auto-approve").returncode == 0
+    r = harden("plan", "-f", str(_own_stack(tmp_path, write(False))), *common, "--detailed-exitcode")
     assert r.returncode == 2, r.stdout + r.stderr
     assert "- spec.egress" in r.stdout and "Plan: 0 to add, 1 to change, 0 to destroy." in r.stdout
-    assert harden("apply", "--profile", str(write(False)), *common, "--auto-approve").returncode == 0
+    assert harden("apply", "-f", str(_own_stack(tmp_path, write(False))), *common, "--auto-approve").returncode == 0
     np = client.NetworkingV1Api(kube.api_client).read_namespaced_network_policy("shrink", namespace)
     assert not np.spec.egress
-    assert harden("plan", "--profile", str(write(False)), *common, "--detailed-exitcode").returncode == 0
+    assert harden("plan", "-f", str(_own_stack(tmp_path, write(False))), *common, "--detailed-exitcode").returncode == 0

@@ -236,6 +236,22 @@ def _namespace(v: Any) -> str:
     return v
 
 
+def _ip_block(v: dict) -> dict:
+    cidr = _cidr(v["cidr"])
+    excepts = v.get("except") or []
+    if not isinstance(excepts, list):
+        raise ValueError(f"'except' must be a list of CIDRs, got {excepts!r}")
+    outer = ipaddress.ip_network(cidr, strict=False)
+    out = []
+    for x in excepts:
+        inner = ipaddress.ip_network(_cidr(x), strict=False)
+        # The API server rejects an except outside its cidr (networking validation of IPBlock).
+        if inner.version != outer.version or not inner.subnet_of(outer):  # type: ignore[arg-type]
+            raise ValueError(f"except {x} is not inside cidr {cidr}")
+        out.append(x)
+    return {"cidr": cidr, **({"except": out} if out else {})}
+
+
 def _peer(v: Any) -> dict:
     """A network peer: a CIDR string, or {namespace?, podSelector?} for in-cluster pods."""
     if isinstance(v, str):
@@ -245,7 +261,12 @@ def _peer(v: Any) -> dict:
         if unknown:
             raise ValueError(f"unknown key(s) {sorted(unknown)} in peer (use cidr, except, namespace, podSelector)")
         if "cidr" in v:
-            return {"cidr": _cidr(v["cidr"]), **({"except": [_cidr(x) for x in v["except"]]} if v.get("except") else {})}
+            return _ip_block(v)
+        if "except" in v:
+            # Without a cidr the peer would fall through to the pod-selector branch and mean every
+            # pod: the opposite of "everything except these ranges".
+            raise ValueError("'except' needs a 'cidr' to carve the ranges out of, e.g. "
+                             "{cidr: 0.0.0.0/0, except: [10.0.0.0/8]}")
         out: dict[str, Any] = {}
         if "namespace" in v:
             out["namespace"] = _namespace(v["namespace"])

@@ -362,12 +362,40 @@ class NetworkModel:
         if not selecting:
             return None, ()
         rules_key, peer_key = ("ingress", "from") if policy_type == "Ingress" else ("egress", "to")
+        if isinstance(peer, CidrEndpoint):
+            return tuple(p.key for p in selecting), self._cidr_allowed_by(selecting, rules_key, peer_key, peer,
+                                                                          dst, port, protocol)
         allowed_by = tuple(
             p.key for p in selecting
             if any(self._rule_allows(r, peer_key, p.namespace, peer, dst, port, protocol)
                    for r in getattr(p, rules_key))
         )
         return tuple(p.key for p in selecting), allowed_by
+
+    def _cidr_allowed_by(self, selecting: Sequence[_Policy], rules_key: str, peer_key: str, peer: CidrEndpoint,
+                         dst: Endpoint, port: int, protocol: Protocol) -> tuple[str, ...]:
+        """Policies whose ipBlocks together cover the whole range, or () if some address is left out.
+
+        Policies are additive, so a range allowed half by one ipBlock and half by another (or an
+        `except` filled back in by a sibling block) is allowed although no single block contains it.
+        """
+        remaining: list[IPNetwork] = [peer.network]
+        contributors: list[str] = []
+        for pol in selecting:
+            for rule in getattr(pol, rules_key):
+                if not _ports_match(rule.get("ports") or (), dst, port, protocol):
+                    continue
+                peers = rule.get(peer_key) or ()
+                blocks = [_ip_block_networks((p or {}).get("ipBlock") or {}, peer.network.version)
+                          for p in peers if (p or {}).get("ipBlock") is not None] if peers else [[peer.network]]
+                for nets in blocks:
+                    after = _subtract(remaining, nets)
+                    if after != remaining and pol.key not in contributors:
+                        contributors.append(pol.key)
+                    remaining = after
+                if not remaining:
+                    return tuple(contributors)
+        return ()
 
     def evaluate(self, src: Endpoint, dst: Endpoint, port: int | str,
                  protocol: str | Protocol | None = None) -> FlowDecision:
@@ -398,8 +426,10 @@ class NetworkModel:
                     if num is not None:
                         starts.add((num, proto))
                         covered.append((num, int(entry.get("endPort") or num)))
-        free = next(p for p in range(1, 65536) if not any(lo <= p <= hi for lo, hi in covered))
-        return tuple(sorted(starts | {(free, proto) for proto in protocols}))
+        # A policy may cover every port (port: 1, endPort: 65535): then no port is left unmentioned.
+        free = next((p for p in range(1, 65536) if not any(lo <= p <= hi for lo, hi in covered)), None)
+        extra = {(free, proto) for proto in protocols} if free is not None else set()
+        return tuple(sorted(starts | extra))
 
 
 def _port_number(value: Any) -> int | None:
@@ -424,6 +454,33 @@ def _ip_block_contains(block: Mapping[str, Any], net: IPNetwork) -> bool:
         if excluded.version == net.version and net.overlaps(excluded):
             return False
     return True
+
+
+def _ip_block_networks(block: Mapping[str, Any], version: int) -> list[IPNetwork]:
+    """The addresses of one ipBlock (cidr minus its excepts) as disjoint networks of one IP version."""
+    try:
+        cidr = ipaddress.ip_network(str(block.get("cidr")), strict=False)
+        excepts = [ipaddress.ip_network(str(e), strict=False) for e in block.get("except") or ()]
+    except ValueError:
+        return []
+    if cidr.version != version:
+        return []
+    return _subtract([cidr], [e for e in excepts if e.version == version])
+
+
+def _subtract(nets: list[IPNetwork], holes: Iterable[IPNetwork]) -> list[IPNetwork]:
+    """`nets` minus every network in `holes` (two CIDRs are either nested or disjoint)."""
+    for hole in holes:
+        out: list[IPNetwork] = []
+        for net in nets:
+            if net.version != hole.version or not net.overlaps(hole):
+                out.append(net)
+            elif hole.supernet_of(net):  # type: ignore[arg-type]
+                continue
+            else:
+                out.extend(net.address_exclude(hole))  # type: ignore[arg-type]
+        nets = out
+    return nets
 
 
 def _ports_match(ports: Sequence[Mapping[str, Any]], dst: Endpoint, port: int, protocol: Protocol) -> bool:

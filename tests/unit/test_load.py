@@ -546,3 +546,22 @@ def test_profiles_may_not_own_or_patch_secrets(tmp_path):
     lines = {d.line for d in exc.value.diagnostics}
     assert lines == {7, 10}
     assert all("Secret" in d.summary for d in exc.value.diagnostics)
+
+
+@pytest.mark.parametrize("value, words", [
+    # `except` alone used to fall through to the pod-selector branch: {podSelector: {}}, every pod.
+    ("{except: [10.1.0.0/16]}", ["except", "cidr"]),
+    ("{cidr: 10.0.0.0/8, except: [192.168.0.0/16]}", ["192.168.0.0/16", "not inside", "10.0.0.0/8"]),
+    ("{cidr: 10.0.0.0/8, except: 10.1.0.0/16}", ["except", "list"]),
+])
+def test_peer_except_without_or_outside_cidr_is_refused(value, words):
+    with pytest.raises(Diagnostics) as ei:
+        select(["db-egress"], None, [f"database={value}"])
+    d = only(ei.value)
+    assert d.field == "--set database"
+    assert all(w in d.summary for w in words), d.summary
+
+
+def test_peer_except_inside_cidr_renders_an_ip_block():
+    sel = select(["db-egress"], None, ["database={cidr: 10.0.0.0/8, except: [10.1.0.0/16]}"])
+    assert sel.items[0].values["database"] == {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}

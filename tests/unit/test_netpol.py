@@ -355,3 +355,49 @@ def test_module_has_no_forbidden_imports() -> None:
     source = Path(netpol.__file__).read_text()
     for mod in ("kubernetes", "typer", "rich"):
         assert f"import {mod}" not in source and f"from {mod}" not in source
+
+
+# --------------------------------------------------------------------------- regressions
+
+
+def test_policy_covering_every_port_does_not_crash_any_port_probes() -> None:
+    # A policy allowing 1-65535 leaves no unmentioned port; probing used to raise StopIteration.
+    every = np("all-ports", "a", SEL_APP_WEB, ingress=[{"ports": [{"port": 1, "endPort": 65535}]}],
+               types=["Ingress"])
+    model = NetworkModel.from_objects([every])
+    ports = model.candidate_ports()
+    assert (1, Protocol.TCP) in ports
+    assert all(1 <= p <= 65535 for p, _ in ports)
+    assert matrix([every], [WEB, API]).reachable(API.key, WEB.key)
+
+
+EGRESS_ONLY_WEB = {"podSelector": SEL_APP_WEB, "policyTypes": ["Egress"]}
+
+
+def _egress(name: str, *blocks: dict[str, Any], port: int | None = None) -> dict[str, Any]:
+    rule: dict[str, Any] = {"to": [{"ipBlock": b} for b in blocks]}
+    if port is not None:
+        rule["ports"] = [{"port": port}]
+    return np(name, "a", SEL_APP_WEB, egress=[rule], types=["Egress"])
+
+
+@pytest.mark.parametrize(("objects", "target", "allowed"), [
+    # two halves in one rule
+    ([_egress("halves", {"cidr": "10.0.0.0/9"}, {"cidr": "10.128.0.0/9"})], "10.0.0.0/8", True),
+    # two halves in two policies
+    ([_egress("low", {"cidr": "10.0.0.0/9"}), _egress("high", {"cidr": "10.128.0.0/9"})], "10.0.0.0/8", True),
+    # an except filled back in by a sibling block
+    ([_egress("carve", {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}, {"cidr": "10.1.0.0/16"})],
+     "10.0.0.0/8", True),
+    # an except nobody fills back in
+    ([_egress("carve", {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]})], "10.0.0.0/8", False),
+    # only one half allowed
+    ([_egress("low", {"cidr": "10.0.0.0/9"})], "10.0.0.0/8", False),
+    # the other half allowed only on another port
+    ([_egress("low", {"cidr": "10.0.0.0/9"}), _egress("high", {"cidr": "10.128.0.0/9"}, port=22)], "10.0.0.0/8", False),
+])
+def test_cidr_range_allowed_by_several_blocks_together(objects: list[dict[str, Any]], target: str,
+                                                        allowed: bool) -> None:
+    decision = evaluate(objects, WEB, cidr(target), 443)
+    assert decision.allowed is allowed
+    assert bool(decision.egress_allowed_by) is allowed

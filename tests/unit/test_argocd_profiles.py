@@ -24,7 +24,7 @@ from harden.plan import predict
 REPO = Path(__file__).resolve().parents[2]
 STACK = str(REPO / "examples" / "argocd-stack.yaml")
 SNAPSHOT = str(REPO / "examples" / "snapshot-argocd")
-INSTALL = REPO.parent / "shared" / "fixtures" / "argo-cd" / "install.yaml"
+INSTALL = REPO / "tests" / "fixtures" / "argo-cd" / "install.yaml"
 NS = "argocd"
 PROFILES = ("argocd-tls", "argocd-repo-server-no-k8s", "argocd-network", "argocd-controller-namespaces")
 
@@ -320,8 +320,6 @@ def snapshot_from_install(text: str) -> list[dict]:
 
 
 def test_snapshot_matches_install():
-    if not INSTALL.exists():
-        pytest.skip(f"shared fixture argo-cd/install.yaml not found at {INSTALL}")
     snap = REPO / "examples" / "snapshot-argocd" / "argocd-install.yaml"
     assert [d for d in yaml.safe_load_all(snap.read_text()) if d] == snapshot_from_install(INSTALL.read_text())
 

@@ -25,7 +25,7 @@ from harden.impact.rbac import (
     parse_resource_spec,
 )
 
-FIXTURES = Path("/work/shared/fixtures/argo-workflows")
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "argo-workflows"
 RBAC_V1 = "rbac.authorization.k8s.io/v1"
 
 # --------------------------------------------------------------------------- builders
@@ -372,8 +372,6 @@ def test_permission_change_named_resource_text() -> None:
 
 def _load_fixture(name: str) -> list[dict[str, Any]]:
     path = FIXTURES / name
-    if not path.exists():
-        pytest.skip(f"fixture {path} not present (shared Argo Workflows manifests not checked out)")
     objects = [o for o in yaml.safe_load_all(path.read_text()) if o]
     for obj in objects:
         if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding", "PriorityClass", "CustomResourceDefinition", "Namespace"):

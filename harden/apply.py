@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol
 
 from .errors import ClusterError, HardenError, StalePlan
-from .model import Action, Change, ChangeKind, Obj, Plan, ResourceKey, field_manager
+from .model import MANAGER, Action, Change, ChangeKind, Obj, Phase, Plan, ResourceKey, field_manager
 from .plan import record_for
 from .state import FileBackend, Record, State
 
@@ -82,7 +82,7 @@ def _write(cluster: Cluster, c: Change, dry_run: bool, manager: str) -> None:
         first = c.release_first
         if precondition:
             first = {**first, "metadata": {**first["metadata"], "resourceVersion": c.observed_resource_version}}
-        cluster.patch(first, manager=(c.restore or {}).get("manager", "harden-release"), dry_run=dry_run)
+        cluster.patch(first, manager=_restorer(c), dry_run=dry_run)
         precondition = dry_run  # a dry run changed nothing, so the apply may still check it
     if c.action in (Action.CREATE, Action.UPDATE):
         body = c.body
@@ -94,7 +94,7 @@ def _write(cluster: Cluster, c: Change, dry_run: bool, manager: str) -> None:
             body = c.body
             if c.observed_resource_version:
                 body = {**body, "metadata": {**body["metadata"], "resourceVersion": c.observed_resource_version}}
-            cluster.patch(body, manager=(c.restore or {}).get("manager", "harden-release"), dry_run=dry_run)
+            cluster.patch(body, manager=_restorer(c), dry_run=dry_run)
     elif c.action is Action.DELETE:
         if c.observed_resource_version is not None:
             cluster.delete(c.api_version, c.key.kind, c.key.namespace, c.key.name,
@@ -156,13 +156,8 @@ def apply_plan(plan: Plan, cluster: Cluster, backend: FileBackend, *, parallelis
         current[0] = state.with_records(records)
         backend.write(current[0])
 
-    # Order matters for NetworkPolicies: a default deny lands only after the allowances written in
-    # the same run, and is the first thing removed, so no run opens a window where traffic Argo
-    # needs is dropped. Writes go before removals.
-    writes = [c for c in todo if c.action in (Action.CREATE, Action.UPDATE)]
-    removals = [c for c in todo if c.action in (Action.DELETE, Action.RELEASE)]
-    phases = [[c for c in writes if not _is_deny(c)], [c for c in writes if _is_deny(c)],
-              [c for c in removals if _is_deny(c)], [c for c in removals if not _is_deny(c)]]
+    # The plan decided the order (`Phase`); each phase finishes before the next starts.
+    phases = [[c for c in todo if c.phase is phase] for phase in Phase]
     for phase in filter(None, phases):
         pool = ThreadPoolExecutor(parallelism)
         futures = {pool.submit(_with_retries, lambda c=c: _write(cluster, c, False, manager)): c for c in phase}
@@ -192,18 +187,13 @@ def apply_plan(plan: Plan, cluster: Cluster, backend: FileBackend, *, parallelis
     return result
 
 
-def _is_deny(c: Change) -> bool:
-    """A NetworkPolicy that only isolates (no ingress or egress rules): a default deny."""
-    if c.key.kind != "NetworkPolicy":
-        return False
-    spec = (c.body or {}).get("spec")
-    if spec is None:  # a deletion carries the live spec as its field changes
-        spec = next((f.before for f in c.fields if f.path == "spec"), None) or {}
-    return not spec.get("ingress") and not spec.get("egress")
+def _restorer(c: Change) -> str:
+    """The field manager a release writes as: whoever owned the fields before harden."""
+    return c.restore.manager if c.restore else f"{MANAGER}-release"
 
 
 def _merge_record(old: Record | None, new: Record) -> Record:
     # The restore point of a patch is what was there before harden first touched the object.
-    if old is not None and old.restore is not None and new.kind == ChangeKind.PATCH.value:
-        return Record(new.key, new.api_version, new.kind, new.profile, new.digest, new.field_paths, old.restore)
+    if old is not None and old.restore is not None and new.kind is ChangeKind.PATCH:
+        return replace(new, restore=old.restore)
     return new

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -18,7 +17,8 @@ from .apply import apply_plan
 from .engine import Planned, Request, build_plan, connect
 from .errors import Diagnostics, ExpectationFailed, HardenError, InputError
 from .load import builtin_profile_names, builtin_profiles_dir, load_profile, parse_profile, stack_name
-from .model import PLAN_FORMAT, Plan
+from .model import Plan
+from .planfile import read_plan, write_plan
 from .state import FileBackend
 from .views import markdown, sarif
 from .views.text import render_plan
@@ -37,34 +37,6 @@ def _emit(planned: Planned, output: str, out: Console) -> None:
         out.print_json(json.dumps(sarif.render(plan, planned.profile_files)))
     else:
         render_plan(plan, out)
-
-
-def write_plan(plan: Plan, path: str) -> None:
-    data = json.dumps(plan.to_dict(), indent=2)
-    tmp = Path(path + ".tmp")
-    try:
-        tmp.write_text(data + "\n")
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise InputError(f"cannot write the plan file: {exc.strerror}", file=path, field="--out",
-                         hint="point --out at a writable file in an existing directory") from None
-
-
-def read_plan(path: str) -> Plan:
-    try:
-        data = json.loads(Path(path).read_text())
-        if not isinstance(data, dict) or "formatVersion" not in data:
-            raise InputError("not a harden plan file (no formatVersion)", file=path,
-                             hint="plan files are written by `harden plan --out`")
-        if data["formatVersion"] != PLAN_FORMAT:
-            raise InputError(f"plan file format {data['formatVersion']} is not the format this harden reads "
-                             f"({PLAN_FORMAT})", file=path, hint="make the plan again with this version of harden")
-        return Plan.from_dict(data)
-    except FileNotFoundError:
-        raise InputError(f"plan file not found: {path}", file=path, hint="create one with `harden plan --out FILE`") from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"not a harden plan file ({type(exc).__name__}: {exc})", file=path,
-                         hint="plan files are written by `harden plan --out`") from None
 
 
 def plan_cmd(req: Request, *, out_file: str | None, detailed_exitcode: bool, output: str, out: Console) -> int:
@@ -225,7 +197,7 @@ def state_list_cmd(state_dir: str, stack: str, out: Console) -> int:
         out.print(f"No state for stack {stack!r} in {state_dir}/.")
         return EXIT_OK
     for key, rec in sorted(state.records.items()):
-        out.print(f"{key}  ({rec.kind}, profile {rec.profile})", highlight=False)
+        out.print(f"{key}  ({rec.kind.value}, profile {', '.join(rec.profiles)})", highlight=False)
     return EXIT_OK
 
 

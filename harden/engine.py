@@ -12,7 +12,7 @@ from typing import Any
 
 from .checks import run_checks
 from .load import Selection, load_profile, select, stack_name
-from .model import Finding, Plan, Severity
+from .model import Detected, Finding, Plan, Severity
 from .observe import ClusterSource, Live, SnapshotSource
 from .plan import detect, kinds_needed, make_plan, predict
 from .render import Rendered, render
@@ -79,7 +79,7 @@ def build_plan(req: Request, *, destroy: bool = False, with_impact: bool = True)
     live = source.observe(kinds_needed(rendered, state))
     # Parameters the install can tell us (which labels argo-server's pods carry in this layout) are
     # read from the targets found, unless the user set them; then the profile is rendered again.
-    detected: list[dict] = []
+    detected: list[Detected] = []
     items, again = [], []
     for sel, r in zip(selection.items, rendered):
         changed, report = detect(sel, r, live)
@@ -93,9 +93,9 @@ def build_plan(req: Request, *, destroy: bool = False, with_impact: bool = True)
     if destroy and selection.items:
         plan = make_plan(rendered, live, state, selection.stack, selection={"destroy": sorted(names)},
                          profile_files=files, created_at=_now())
-        touched = {k for k, r in state.records.items() if names & set(r.profile.split(", "))}
+        touched = {k for k, r in state.records.items() if names & set(r.profiles)}
         plan = replace(plan, changes=tuple(c for c in plan.changes
-                                           if str(c.key) in touched or names & set(c.profile.split(", "))))
+                                           if str(c.key) in touched or names & set(c.profiles)))
     elif destroy:
         plan = make_plan([], live, state, selection.stack, selection={"destroy": sorted(names) or "all"},
                          destroy_profiles=names, created_at=_now())

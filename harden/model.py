@@ -19,7 +19,7 @@ MANAGER = "harden"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_PROFILE = "harden.dev/profile"
 LABEL_STACK = "harden.dev/stack"
-PLAN_FORMAT = 1
+PLAN_FORMAT = 2
 
 
 def field_manager(stack: str) -> str:
@@ -90,6 +90,58 @@ class ChangeKind(str, enum.Enum):
     PATCH = "patch"    # fields harden sets on an object another actor owns
 
 
+class Phase(str, enum.Enum):
+    """When a change is written, decided by the plan; apply runs the phases in this order.
+
+    A default-deny NetworkPolicy lands only after the allowances written in the same run and is
+    the first thing removed, so no run opens a window in which traffic Argo needs is dropped.
+    Writes go before removals.
+    """
+
+    WRITE = "write"          # objects and patches that grant or allow
+    ISOLATE = "isolate"      # default-deny policies, once their allowances are in
+    UNISOLATE = "unisolate"  # default-deny policies going away, before their allowances
+    REMOVE = "remove"        # everything else harden stops managing
+
+    @property
+    def order(self) -> int:
+        return list(Phase).index(self)
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """Where a change comes from: the profile (or stack) file and line that asked for it."""
+
+    file: str | None = None
+    line: int | None = None
+
+    def to_dict(self) -> dict:
+        return {"file": self.file, "line": self.line}
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "SourceRef":
+        d = d or {}
+        return cls(d.get("file"), d.get("line"))
+
+
+@dataclass(frozen=True)
+class Restore:
+    """What a patch hands back on release: the fields' earlier values (a partial object) and the
+    field manager that owned them."""
+
+    body: Obj
+    manager: str
+
+    def to_dict(self) -> dict:
+        return {"body": self.body, "manager": self.manager}
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "Restore | None":
+        if d is None:
+            return None
+        return cls(d.get("body") or {}, d.get("manager") or f"{MANAGER}-release")
+
+
 @dataclass(frozen=True)
 class FieldChange:
     path: str
@@ -118,15 +170,22 @@ class Change:
     api_version: str
     action: Action
     kind: ChangeKind
-    profile: str
+    profiles: tuple[str, ...]
     reason: str
     body: Obj | None = None                 # what apply sends (SSA config, or restore patch)
     fields: tuple[FieldChange, ...] = ()
     conflicts: tuple[FieldConflict, ...] = ()
     observed_resource_version: str | None = None  # None: the object did not exist
-    restore: Obj | None = None              # for patches: what release puts back, and as whom
+    restore: Restore | None = None          # for patches: what release puts back, and as whom
     field_paths: tuple[str, ...] = ()       # for patches: the fields harden sets
     release_first: Obj | None = None        # for patches: fields harden stops setting, put back first
+    phase: Phase = Phase.WRITE
+    source: SourceRef = SourceRef()
+
+    @property
+    def profile(self) -> str:
+        """The profiles as one label, for display."""
+        return ", ".join(self.profiles)
 
     def to_dict(self) -> dict:
         return {
@@ -135,13 +194,15 @@ class Change:
             "apiVersion": self.api_version,
             "action": self.action.name.lower(),
             "kind": self.kind.value,
-            "profile": self.profile,
+            "profiles": list(self.profiles),
             "reason": self.reason,
+            "phase": self.phase.value,
+            "source": self.source.to_dict(),
             "body": self.body,
             "fields": [f.to_dict() for f in self.fields],
             "conflicts": [c.to_dict() for c in self.conflicts],
             "observedResourceVersion": self.observed_resource_version,
-            "restore": self.restore,
+            "restore": self.restore.to_dict() if self.restore else None,
             "fieldPaths": list(self.field_paths),
             "releaseFirst": self.release_first,
         }
@@ -153,16 +214,58 @@ class Change:
             api_version=d["apiVersion"],
             action=Action[d["action"].upper()],
             kind=ChangeKind(d["kind"]),
-            profile=d["profile"],
+            profiles=tuple(d["profiles"]),
             reason=d["reason"],
+            phase=Phase(d.get("phase", Phase.WRITE.value)),
+            source=SourceRef.from_dict(d.get("source")),
             body=d.get("body"),
             fields=tuple(FieldChange(**f) for f in d.get("fields", [])),
             conflicts=tuple(FieldConflict(**c) for c in d.get("conflicts", [])),
             observed_resource_version=d.get("observedResourceVersion"),
-            restore=d.get("restore"),
+            restore=Restore.from_dict(d.get("restore")),
             field_paths=tuple(d.get("fieldPaths", [])),
             release_first=d.get("releaseFirst"),
         )
+
+
+@dataclass(frozen=True)
+class TargetReport:
+    """Which live object a profile target resolved to, and how (shown in the plan)."""
+
+    profile: str
+    target: str
+    description: str
+    chosen: str | None          # the candidate that matched, described
+    key: str | None             # the object it matched
+    candidates: tuple[str, ...]
+    optional: bool
+
+    def to_dict(self) -> dict:
+        return {"profile": self.profile, "target": self.target, "description": self.description,
+                "chosen": self.chosen, "key": self.key, "candidates": list(self.candidates),
+                "optional": self.optional}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TargetReport":
+        return cls(d["profile"], d["target"], d.get("description", ""), d.get("chosen"), d.get("key"),
+                   tuple(d.get("candidates", ())), bool(d.get("optional")))
+
+
+@dataclass(frozen=True)
+class Detected:
+    """A parameter value read from the install rather than given by the user."""
+
+    profile: str
+    parameter: str
+    value: Any
+    source: str  # the target it was read from, described
+
+    def to_dict(self) -> dict:
+        return {"profile": self.profile, "parameter": self.parameter, "value": self.value, "from": self.source}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Detected":
+        return cls(d["profile"], d["parameter"], d.get("value"), d.get("from", ""))
 
 
 class Severity(str, enum.Enum):
@@ -207,8 +310,8 @@ class Plan:
     serial: int
     changes: tuple[Change, ...]
     findings: tuple[Finding, ...] = ()
-    targets: tuple[dict, ...] = ()   # which object each profile target resolved to (or none)
-    detected: tuple[dict, ...] = ()  # parameter values read from the install (detect:)
+    targets: tuple[TargetReport, ...] = ()  # which object each profile target resolved to (or none)
+    detected: tuple[Detected, ...] = ()     # parameter values read from the install (detect:)
     impact: dict = field(default_factory=dict)
     source: dict = field(default_factory=dict)
     selection: dict = field(default_factory=dict)
@@ -244,8 +347,8 @@ class Plan:
             "selection": self.selection,
             "summary": self.counts(),
             "changes": [c.to_dict() for c in self.changes],
-            "targets": list(self.targets),
-            "detected": list(self.detected),
+            "targets": [t.to_dict() for t in self.targets],
+            "detected": [d.to_dict() for d in self.detected],
             "findings": [f.to_dict() for f in self.findings],
             "impact": self.impact,
         }
@@ -256,7 +359,8 @@ class Plan:
             stack=d["stack"], lineage=d.get("lineage"), serial=d["serial"],
             changes=tuple(Change.from_dict(c) for c in d["changes"]),
             findings=tuple(Finding.from_dict(f) for f in d.get("findings", [])),
-            targets=tuple(d.get("targets", [])), detected=tuple(d.get("detected", [])), impact=d.get("impact", {}),
+            targets=tuple(TargetReport.from_dict(t) for t in d.get("targets", [])),
+            detected=tuple(Detected.from_dict(x) for x in d.get("detected", [])), impact=d.get("impact", {}),
             source=d.get("source", {}), selection=d.get("selection", {}),
             created_at=d.get("createdAt", ""), harden_version=d.get("hardenVersion", ""),
         )
@@ -280,32 +384,34 @@ class Live:
         return list(self.objects.values())
 
 
-STATE_FORMAT = 1
+STATE_FORMAT = 2
 
 
 @dataclass(frozen=True)
 class Record:
     key: str
     api_version: str
-    kind: str          # object | patch
-    profile: str
+    kind: ChangeKind
+    profiles: tuple[str, ...]
     digest: str
     field_paths: tuple[str, ...] = ()
-    restore: dict | None = None  # patches: {"body": partial object, "manager": previous owner}
+    restore: Restore | None = None  # patches: the fields' values and owner before harden
 
     def to_dict(self) -> dict:
-        d = {"key": self.key, "apiVersion": self.api_version, "kind": self.kind, "profile": self.profile,
-             "digest": self.digest}
+        d: dict[str, Any] = {"key": self.key, "apiVersion": self.api_version, "kind": self.kind.value,
+                             "profiles": list(self.profiles), "digest": self.digest}
         if self.field_paths:
             d["fieldPaths"] = list(self.field_paths)
         if self.restore is not None:
-            d["restore"] = self.restore
+            d["restore"] = self.restore.to_dict()
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Record":
-        return cls(d["key"], d["apiVersion"], d["kind"], d["profile"], d["digest"],
-                   tuple(d.get("fieldPaths", [])), d.get("restore"))
+        # State format 1 joined several profiles into one string: "a, b".
+        profiles = tuple(d["profiles"]) if "profiles" in d else tuple(d["profile"].split(", "))
+        return cls(d["key"], d["apiVersion"], ChangeKind(d["kind"]), profiles, d["digest"],
+                   tuple(d.get("fieldPaths", [])), Restore.from_dict(d.get("restore")))
 
 
 @dataclass(frozen=True)

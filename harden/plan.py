@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable
 
 import yaml
@@ -25,8 +25,10 @@ import yaml
 from . import __version__
 from .diff import conflicts, diff_fields, dropped_fields, merge_partial, restore_shape, select_paths
 from .errors import Diagnostic, Diagnostics
-from .model import (LABEL_MANAGED_BY, LABEL_STACK, MANAGER, Action, Change, ChangeKind, FieldChange, Live, Obj, Plan,
-                    Record, ResourceKey, State, field_manager)
+from .model import (LABEL_MANAGED_BY, LABEL_PROFILE, LABEL_STACK, MANAGER, Action, Change, ChangeKind, Detected,
+                    FieldChange, Live, Obj, Phase, Plan, Record, ResourceKey, Restore, SourceRef, State, TargetReport,
+                    field_manager)
+from .load import Selected
 from .render import Candidate, PatchIntent, Rendered, Target, identity, materialize
 
 
@@ -71,7 +73,7 @@ def resolve_target(target: Target, live: Live) -> Resolved:
     return Resolved(target, None, None)
 
 
-def detect(selected, rendered: Rendered, live: Live) -> tuple[dict[str, Any], list[dict]]:
+def detect(selected: Selected, rendered: Rendered, live: Live) -> tuple[dict[str, Any], list[Detected]]:
     """Values of `detect:` parameters the user did not set, read from the targets found in `live`.
 
     Returns the new values (only those that changed) and a report of what was detected from where,
@@ -79,7 +81,7 @@ def detect(selected, rendered: Rendered, live: Live) -> tuple[dict[str, Any], li
     """
     targets = {t.id: t for t in rendered.targets}
     changed: dict[str, Any] = {}
-    report: list[dict] = []
+    report: list[Detected] = []
     for name, decl in selected.profile.parameters.items():
         how = decl.get("detect")
         if not how or name in selected.given:
@@ -93,8 +95,7 @@ def detect(selected, rendered: Rendered, live: Live) -> tuple[dict[str, Any], li
             value = (res.obj.get("metadata") or {}).get("namespace") or None
         if value is None:
             continue
-        report.append({"profile": rendered.profile, "parameter": name, "value": value,
-                       "from": res.candidate.describe() if res.candidate else ""})
+        report.append(Detected(rendered.profile, name, value, res.candidate.describe() if res.candidate else ""))
         if value != selected.values.get(name):
             changed[name] = value
     return changed, report
@@ -106,7 +107,7 @@ def make_plan(rendered: list[Rendered], live: Live, state: State, stack: str, *,
     """Build the plan. `destroy_profiles` (destroy mode) plans removal of what those profiles own."""
     problems: list[Diagnostic] = []
     changes: list[Change] = []
-    target_report: list[dict] = []
+    target_report: list[TargetReport] = []
     wanted: set[str] = set()
     profile_files = profile_files or {}
     own = field_manager(stack)
@@ -122,7 +123,8 @@ def make_plan(rendered: list[Rendered], live: Live, state: State, stack: str, *,
                         file=profile_files.get(d.profile), line=d.line,
                         hint=f"select the profile in one stack only, or destroy it in stack {other!r} first"))
                     continue
-                changes.append(_object_change(d.key, d.body, d.profile, live.get(d.key), own))
+                changes.append(_object_change(d.key, d.body, d.profile, live.get(d.key), own,
+                                              SourceRef(profile_files.get(d.profile), d.line)))
 
         # Resolve targets, then group patch intents by the object they land on.
         resolved: dict[tuple[str, str], Resolved] = {}
@@ -130,11 +132,10 @@ def make_plan(rendered: list[Rendered], live: Live, state: State, stack: str, *,
             for t in r.targets:
                 res = resolve_target(t, live)
                 resolved[(r.profile, t.id)] = res
-                target_report.append({
-                    "profile": r.profile, "target": t.id, "description": t.description,
-                    "chosen": res.candidate.describe() if res.candidate else None,
-                    "key": str(ResourceKey.of(res.obj)) if res.obj else None,
-                    "candidates": [c.describe() for c in t.candidates], "optional": t.optional})
+                target_report.append(TargetReport(
+                    r.profile, t.id, t.description, res.candidate.describe() if res.candidate else None,
+                    str(ResourceKey.of(res.obj)) if res.obj else None, tuple(c.describe() for c in t.candidates),
+                    t.optional))
                 if res.obj is None and not t.optional:
                     problems.append(Diagnostic(
                         f"profile {r.profile!r}: target {t.id!r} ({t.description or 'patched object'}) is not in the "
@@ -149,7 +150,7 @@ def make_plan(rendered: list[Rendered], live: Live, state: State, stack: str, *,
                     grouped.setdefault(ResourceKey.of(res.obj), []).append((intent, res.obj))
         for key, intents in sorted(grouped.items()):
             try:
-                changes.append(_patch_change(key, intents, state.records.get(str(key)), own))
+                changes.append(_patch_change(key, intents, state.records.get(str(key)), own, profile_files))
             except yaml.YAMLError as exc:
                 intent = next(i for i, _ in intents if i.op == "configMapYaml")
                 problems.append(Diagnostic(f"{key.display()} key {intent.spec['key']!r} does not hold valid YAML: {exc}",
@@ -168,18 +169,19 @@ def make_plan(rendered: list[Rendered], live: Live, state: State, stack: str, *,
     # Whatever state or labels say harden manages, and nothing selected wants, goes.
     for skey, rec in sorted(state.records.items()):
         # A patch combined from several profiles is theirs jointly: destroying any of them releases it.
-        if skey in wanted or (destroy_profiles and not destroy_profiles & set(rec.profile.split(", "))):
+        if skey in wanted or (destroy_profiles and not destroy_profiles & set(rec.profiles)):
             continue
         changes.append(_removal(ResourceKey.parse(skey), rec, live))
     known = wanted | set(state.records)
     for key, obj in sorted(live.objects.items()):
         labels = (obj.get("metadata") or {}).get("labels") or {}
         if (labels.get(LABEL_MANAGED_BY) == MANAGER and labels.get(LABEL_STACK) == stack and str(key) not in known
-                and (not destroy_profiles or labels.get("harden.dev/profile") in destroy_profiles)):
-            changes.append(Change(key, obj["apiVersion"], Action.DELETE, ChangeKind.OBJECT,
-                                  labels.get("harden.dev/profile", "?"),
-                                  "labelled as this stack's but not in state, and no selected profile wants it",
-                                  observed_resource_version=obj["metadata"].get("resourceVersion")))
+                and (not destroy_profiles or labels.get(LABEL_PROFILE) in destroy_profiles)):
+            changes.append(_phased(Change(key, obj["apiVersion"], Action.DELETE, ChangeKind.OBJECT,
+                                          (labels.get(LABEL_PROFILE, "?"),),
+                                          "labelled as this stack's but not in state, and no selected profile wants it",
+                                          observed_resource_version=obj["metadata"].get("resourceVersion"),
+                                          fields=tuple(FieldChange(p, v, None) for p, v in _top_fields(obj)))))
 
     return Plan(stack=stack, lineage=state.lineage, serial=state.serial, changes=tuple(changes),
                 targets=tuple(target_report), source=live.source, selection=selection or {},
@@ -193,24 +195,47 @@ def _other_stack(live: Obj | None, stack: str) -> str | None:
     return None
 
 
-def _object_change(key: ResourceKey, body: Obj, profile: str, live: Obj | None, own: str) -> Change:
+def _phased(change: Change) -> Change:
+    """The change with its write phase (see `Phase`): decided here so apply never re-decides it."""
+    deny = _is_default_deny(change)
+    if change.action in (Action.DELETE, Action.RELEASE):
+        phase = Phase.UNISOLATE if deny else Phase.REMOVE
+    else:
+        phase = Phase.ISOLATE if deny else Phase.WRITE
+    return replace(change, phase=phase)
+
+
+def _is_default_deny(change: Change) -> bool:
+    """A NetworkPolicy that only isolates (no ingress or egress rules) its pods."""
+    if change.key.kind != "NetworkPolicy":
+        return False
+    # A deletion carries the live spec as its field changes; a create or update carries its body.
+    spec = (change.body or {}).get("spec")
+    if spec is None:
+        spec = next((f.before for f in change.fields if f.path == "spec"), None) or {}
+    return not spec.get("ingress") and not spec.get("egress")
+
+
+def _object_change(key: ResourceKey, body: Obj, profile: str, live: Obj | None, own: str,
+                   source: SourceRef) -> Change:
     fields = diff_fields(body, live)
     if live is None:
-        return Change(key, body["apiVersion"], Action.CREATE, ChangeKind.OBJECT, profile,
-                      "wanted by the profile and absent", body=body, fields=tuple(fields))
+        return _phased(Change(key, body["apiVersion"], Action.CREATE, ChangeKind.OBJECT, (profile,),
+                              "wanted by the profile and absent", body=body, fields=tuple(fields), source=source))
     # Fields harden applied before and the profile no longer declares: the apply will prune them.
     fields += dropped_fields(body, live, own)
     rv = live["metadata"].get("resourceVersion")
     if not fields:
-        return Change(key, body["apiVersion"], Action.NOOP, ChangeKind.OBJECT, profile, "in sync", body=body,
-                      observed_resource_version=rv)
-    return Change(key, body["apiVersion"], Action.UPDATE, ChangeKind.OBJECT, profile,
-                  "live object differs from the profile (drift)", body=body, fields=tuple(fields),
-                  conflicts=tuple(conflicts(live, fields, own)), observed_resource_version=rv)
+        return _phased(Change(key, body["apiVersion"], Action.NOOP, ChangeKind.OBJECT, (profile,), "in sync",
+                              body=body, observed_resource_version=rv, source=source))
+    return _phased(Change(key, body["apiVersion"], Action.UPDATE, ChangeKind.OBJECT, (profile,),
+                          "live object differs from the profile (drift)", body=body, fields=tuple(fields),
+                          conflicts=tuple(conflicts(live, fields, own)), observed_resource_version=rv,
+                          source=source))
 
 
 def _patch_change(key: ResourceKey, intents: list[tuple[PatchIntent, Obj]], record: Record | None,
-                  own: str) -> Change:
+                  own: str, profile_files: dict[str, str]) -> Change:
     live = intents[0][1]
     current = live
     partial: Obj = {}
@@ -221,48 +246,47 @@ def _patch_change(key: ResourceKey, intents: list[tuple[PatchIntent, Obj]], reco
         partial = merge_partial(partial, part)
         paths += [x for x in p if x not in paths]
     body = merge_partial(identity(live), partial)
-    profiles = ", ".join(dict.fromkeys(i.profile for i, _ in intents))
+    profiles = tuple(dict.fromkeys(i.profile for i, _ in intents))
+    first = intents[0][0]
     reasons = "; ".join(dict.fromkeys(i.reason for i, _ in intents if i.reason)) or "fields the profile sets"
     fields = diff_fields(body, live)
     owners = conflicts(live, [FieldChange(p, None, None) for p in paths], own)
     # The restore point: what each field held before harden first set it. Fields harden already
     # set keep the recorded value; fields it sets for the first time take the live value.
-    restore = {"body": merge_partial(identity(live), restore_shape(live, partial)),
-               "manager": owners[0].manager if owners else f"{MANAGER}-release"}
+    restore = Restore(merge_partial(identity(live), restore_shape(live, partial)),
+                      owners[0].manager if owners else f"{MANAGER}-release")
     release_first = None
     if record is not None and record.restore is not None:
         kept = [p for p in record.field_paths if p in paths]
         dropped = [p for p in record.field_paths if p not in paths]
-        recorded = record.restore.get("body") or {}
-        restore = {"body": merge_partial(restore["body"], select_paths(recorded, kept)),
-                   "manager": record.restore.get("manager", restore["manager"])}
+        recorded = record.restore.body
+        restore = Restore(merge_partial(restore.body, select_paths(recorded, kept)), record.restore.manager)
         if dropped:
             # A field no selected profile sets any more goes back to its recorded value and owner.
             release_first = merge_partial(identity(live), select_paths(recorded, dropped))
             fields += [FieldChange(f.path, f.before, f.after) for f in diff_fields(release_first, live)]
     rv = live["metadata"].get("resourceVersion")
     action = Action.UPDATE if fields else Action.NOOP
-    return Change(key, live["apiVersion"], action, ChangeKind.PATCH, profiles, reasons, body=body,
-                  fields=tuple(fields), conflicts=tuple(conflicts(live, fields, own)) if fields else (),
-                  observed_resource_version=rv, restore=restore, field_paths=tuple(paths),
-                  release_first=release_first)
+    return _phased(Change(key, live["apiVersion"], action, ChangeKind.PATCH, profiles, reasons, body=body,
+                          fields=tuple(fields), conflicts=tuple(conflicts(live, fields, own)) if fields else (),
+                          observed_resource_version=rv, restore=restore, field_paths=tuple(paths),
+                          release_first=release_first, source=SourceRef(profile_files.get(first.profile), first.line)))
 
 
 def _removal(key: ResourceKey, rec: Record, live: Live) -> Change:
     obj = live.get(key)
     rv = obj["metadata"].get("resourceVersion") if obj else None
-    if rec.kind == ChangeKind.PATCH.value:
-        restore = rec.restore or {}
-        body = restore.get("body")
+    if rec.kind is ChangeKind.PATCH:
+        body = rec.restore.body if rec.restore else None
         fields = tuple(diff_fields(body, obj)) if (obj and body) else ()
-        return Change(key, rec.api_version, Action.RELEASE, ChangeKind.PATCH, rec.profile,
-                      "no selected profile sets these fields any more" + ("" if obj else " (object is gone)"),
-                      body=body if obj else None, fields=fields, observed_resource_version=rv,
-                      restore=restore, field_paths=rec.field_paths)
-    return Change(key, rec.api_version, Action.DELETE, ChangeKind.OBJECT, rec.profile,
-                  "no selected profile wants it any more" + ("" if obj else " (already gone; dropped from state)"),
-                  observed_resource_version=rv,
-                  fields=tuple(FieldChange(p, v, None) for p, v in _top_fields(obj)) if obj else ())
+        return _phased(Change(key, rec.api_version, Action.RELEASE, ChangeKind.PATCH, rec.profiles,
+                              "no selected profile sets these fields any more" + ("" if obj else " (object is gone)"),
+                              body=body if obj else None, fields=fields, observed_resource_version=rv,
+                              restore=rec.restore, field_paths=rec.field_paths))
+    return _phased(Change(key, rec.api_version, Action.DELETE, ChangeKind.OBJECT, rec.profiles,
+                          "no selected profile wants it any more" + ("" if obj else " (already gone; dropped from state)"),
+                          observed_resource_version=rv,
+                          fields=tuple(FieldChange(p, v, None) for p, v in _top_fields(obj)) if obj else ()))
 
 
 def _top_fields(obj: Obj):
@@ -272,7 +296,7 @@ def _top_fields(obj: Obj):
 
 
 def record_for(change: Change) -> Record:
-    return Record(str(change.key), change.api_version, change.kind.value, change.profile, digest(change.body),
+    return Record(str(change.key), change.api_version, change.kind, change.profiles, digest(change.body),
                   change.field_paths, change.restore if change.kind is ChangeKind.PATCH else None)
 
 

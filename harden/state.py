@@ -27,7 +27,7 @@ from typing import Iterator
 from .errors import InputError, LockHeld
 from .model import STATE_FORMAT, Record, State
 
-__all__ = ["FileBackend", "Record", "State", "STATE_FORMAT"]
+__all__ = ["FileBackend", "Record", "State", "STATE_FORMAT", "atomic_write"]
 
 
 
@@ -67,23 +67,7 @@ class FileBackend:
 
     def write(self, state: State) -> None:
         self._ensure_dir()
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.stack}.", suffix=".tmp", dir=self.dir)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(state.to_dict(), f, indent=2, sort_keys=False)
-                f.write("\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-            dirfd = os.open(self.dir, os.O_RDONLY)
-            try:
-                os.fsync(dirfd)
-            finally:
-                os.close(dirfd)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write(self.path, json.dumps(state.to_dict(), indent=2) + "\n")
 
     @contextmanager
     def lock(self, timeout: float = 0.0, what: str = "apply") -> Iterator[None]:
@@ -114,6 +98,27 @@ class FileBackend:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write `text` to `path` so a reader (or a process killed half-way) sees the old file or the
+    new one, never a torn one: a temporary file in the same directory, fsynced, renamed over."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        dirfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dirfd)
+        finally:
+            os.close(dirfd)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def _read_holder(path: Path) -> str:

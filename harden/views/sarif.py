@@ -16,8 +16,8 @@ def render(plan: Plan, profile_files: dict[str, str]) -> dict:
     def rule(rid: str, text: str) -> None:
         rules.setdefault(rid, {"id": rid, "shortDescription": {"text": text}})
 
-    def location(profile: str, line: int | None = None) -> list[dict]:
-        file = profile_files.get(profile.split(",")[0].strip())
+    def location(profile: str, line: int | None = None, file: str | None = None) -> list[dict]:
+        file = file or profile_files.get(profile)
         if not file:
             return []
         region = {"startLine": line} if line else {"startLine": 1}
@@ -29,7 +29,7 @@ def render(plan: Plan, profile_files: dict[str, str]) -> dict:
         results.append({"ruleId": rid, "level": "note",
                         "message": {"text": f"{c.key.display()} will be {c.action.verb}: {c.reason}"
                                             + "".join(f"; {f.path}" for f in c.fields[:10])},
-                        "locations": location(c.profile)})
+                        "locations": location(c.profiles[0], c.source.line, c.source.file)})
     for f in plan.findings:
         if f.passed:
             continue

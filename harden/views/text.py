@@ -19,15 +19,15 @@ def render_plan(plan: Plan, console: Console, *, verbose_targets: bool = True) -
     if verbose_targets and plan.targets:
         console.print("\nTargets:")
         for t in plan.targets:
-            chosen = t["chosen"] or ("[dim]none matched (optional; its patches are skipped)[/dim]" if t["optional"]
-                                     else "[red]none matched[/red]")
-            console.print(f"  {escape(t['profile'])}.{escape(t['target'])} -> {chosen if not t['chosen'] else escape(chosen)}")
+            chosen = escape(t.chosen) if t.chosen else (
+                "[dim]none matched (optional; its patches are skipped)[/dim]" if t.optional else "[red]none matched[/red]")
+            console.print(f"  {escape(t.profile)}.{escape(t.target)} -> {chosen}")
     if verbose_targets and plan.detected:
         console.print("\nDetected from the install:")
         for d in plan.detected:
-            value = ",".join(f"{k}={v}" for k, v in d["value"].items()) if isinstance(d["value"], dict) else d["value"]
-            console.print(f"  {escape(d['profile'])}.{escape(d['parameter'])} = {escape(str(value))} "
-                          f"[dim](from {escape(d['from'])})[/dim]")
+            value = ",".join(f"{k}={v}" for k, v in d.value.items()) if isinstance(d.value, dict) else d.value
+            console.print(f"  {escape(d.profile)}.{escape(d.parameter)} = {escape(str(value))} "
+                          f"[dim](from {escape(d.source)})[/dim]")
     if plan.has_changes:
         console.print("\nharden will perform the following actions:")
         console.print("  [green]+[/green] create  [yellow]~[/yellow] update in place  "

@@ -84,7 +84,7 @@ def test_stack_plans_with_every_check_and_expectation_passing(planned):
 
 
 def test_targets_resolve_to_the_upstream_objects(planned):
-    chosen = {f"{t['profile']}.{t['target']}": t["chosen"] for t in planned.plan.targets}
+    chosen = {f"{t.profile}.{t.target}": t.chosen for t in planned.plan.targets}
     assert chosen["argocd-tls.cmdParams"].startswith("ConfigMap argocd/argocd-cmd-params-cm")
     assert chosen["argocd-repo-server-no-k8s.repoServerAccount"] == "ServiceAccount argocd/argocd-repo-server"
     assert chosen["argocd-network.shippedServerPolicy"].startswith("NetworkPolicy argocd/argocd-server-network-policy")
@@ -181,7 +181,7 @@ def test_network_creates_the_policies_and_narrows_the_shipped_server_policy(plan
         {"from": [], "ports": [{"protocol": "TCP", "port": 8080}]},
         {"from": [{"namespaceSelector": {}}], "ports": [{"protocol": "TCP", "port": 8083}]}]
     # release puts Argo CD's allow-all back
-    assert shipped.restore["body"]["spec"]["ingress"] == [{}]
+    assert shipped.restore.body["spec"]["ingress"] == [{}]
 
 
 def test_network_egress_to_the_outside_follows_the_parameters(planned):

@@ -41,10 +41,10 @@ def test_helm_layout_is_detected_and_reported(tmp_path):
     req = Request(profiles=("read-only-server", "namespace-isolation", "server-auth-tls"), sets=("release=wf",),
                   snapshot=str(snap), state_dir=str(tmp_path / "state"))
     plan = build_plan(req).plan
-    chosen = {(t["profile"], t["target"]): t["chosen"] for t in plan.targets}
+    chosen = {(t.profile, t.target): t.chosen for t in plan.targets}
     assert chosen[("read-only-server", "serverRole")] == "ClusterRole wf-argo-workflows-server (Helm chart)"
     assert chosen[("server-auth-tls", "server")] == "Deployment argo/wf-argo-workflows-server (Helm chart)"
-    detected = {(d["profile"], d["parameter"]): d["value"] for d in plan.detected}
+    detected = {(d.profile, d.parameter): d.value for d in plan.detected}
     assert detected[("namespace-isolation", "serverLabels")] == {"app": "server", "release": "wf"}
     ingress = next(c for c in plan.changes if c.key.name == "harden-allow-server-ingress")
     assert ingress.body["spec"]["podSelector"] == {"matchLabels": {"app": "server", "release": "wf"}}
@@ -58,7 +58,7 @@ def test_a_value_the_user_sets_wins_over_detection(tmp_path):
     req = Request(profiles=("namespace-isolation",), sets=("serverLabels=app=custom",),
                   snapshot=str(REPO / "examples/snapshot"), state_dir=str(tmp_path))
     plan = build_plan(req, with_impact=False).plan
-    assert ("namespace-isolation", "serverLabels") not in {(d["profile"], d["parameter"]) for d in plan.detected}
+    assert ("namespace-isolation", "serverLabels") not in {(d.profile, d.parameter) for d in plan.detected}
     ingress = next(c for c in plan.changes if c.key.name == "harden-allow-server-ingress")
     assert ingress.body["spec"]["podSelector"] == {"matchLabels": {"app": "custom"}}
 
@@ -68,8 +68,8 @@ def test_no_match_is_reported_not_guessed(tmp_path):
     snap.write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: argo}\n")
     plan = build_plan(Request(profiles=("namespace-isolation",), snapshot=str(snap), state_dir=str(tmp_path)),
                       with_impact=False).plan
-    server = next(t for t in plan.targets if t["target"] == "server")
-    assert server["chosen"] is None and server["optional"]
+    server = next(t for t in plan.targets if t.target == "server")
+    assert server.chosen is None and server.optional
     assert plan.detected == ()
     ingress = next(c for c in plan.changes if c.key.name == "harden-allow-server-ingress")
     assert ingress.body["spec"]["podSelector"] == {"matchLabels": {"app": "argo-server"}}  # the default

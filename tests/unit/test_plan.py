@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import yaml
@@ -11,7 +12,7 @@ from served import served
 
 from harden.errors import Diagnostics
 from harden.load import select
-from harden.model import Action, ChangeKind, FieldChange, ResourceKey
+from harden.model import Action, ChangeKind, FieldChange, Phase, ResourceKey, Restore
 from harden.observe import Live
 from harden.plan import make_plan, predict, record_for
 from harden.render import render
@@ -94,7 +95,7 @@ def test_delete_for_state_record_no_profile_wants():
            "metadata": {"name": "harden-old", "namespace": "argo", "resourceVersion": "7"},
            "spec": {"podSelector": {}}}
     key = ResourceKey.of(old)
-    state = State(STACK, "lin", 3, {str(key): Record(str(key), "networking.k8s.io/v1", "object", "old-profile", "d")})
+    state = State(STACK, "lin", 3, {str(key): Record(str(key), "networking.k8s.io/v1", ChangeKind.OBJECT, ("old-profile",), "d")})
     plan = make_plan(rendered(["metrics-ingress"]), live_of(old), state, STACK)
     deletes = [c for c in plan.changes if c.action is Action.DELETE]
     assert [(c.key, c.profile, c.observed_resource_version) for c in deletes] == [(key, "old-profile", "7")]
@@ -105,7 +106,7 @@ def test_delete_for_state_record_no_profile_wants():
 
 def test_delete_of_state_record_already_gone_has_no_resource_version():
     key = "networking.k8s.io/NetworkPolicy/argo/harden-gone"
-    state = State(STACK, "lin", 1, {key: Record(key, "networking.k8s.io/v1", "object", "p", "d")})
+    state = State(STACK, "lin", 1, {key: Record(key, "networking.k8s.io/v1", ChangeKind.OBJECT, ("p",), "d")})
     plan = make_plan([], live_of(), state, STACK)
     c = only_change(plan)
     assert c.action is Action.DELETE and c.observed_resource_version is None
@@ -115,7 +116,7 @@ def test_delete_of_state_record_already_gone_has_no_resource_version():
 def test_state_record_still_wanted_is_not_deleted():
     r = rendered(["metrics-ingress"])
     key = str(METRICS_KEY)
-    state = State(STACK, "lin", 1, {key: Record(key, "networking.k8s.io/v1", "object", "metrics-ingress", "d")})
+    state = State(STACK, "lin", 1, {key: Record(key, "networking.k8s.io/v1", ChangeKind.OBJECT, ("metrics-ingress",), "d")})
     plan = make_plan(r, live_of(server_copy(r[0].objects[0].body)), state, STACK)
     assert [c.action for c in plan.changes] == [Action.NOOP]
 
@@ -137,14 +138,14 @@ def test_release_for_patch_record_no_longer_wanted_restores_recorded_body():
                         {"apiGroups": ["argoproj.io"], "resources": ["workflows"], "verbs": ["get"]}]
     restore_body = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
                     "metadata": {"name": "argo-server-cluster-role"}, "rules": CLUSTER_ROLE["rules"]}
-    rec = Record(str(ROLE_KEY), "rbac.authorization.k8s.io/v1", "patch", "read-only-server", "d", ("rules",),
-                 {"body": restore_body, "manager": "kubectl-client-side-apply"})
+    rec = Record(str(ROLE_KEY), "rbac.authorization.k8s.io/v1", ChangeKind.PATCH, ("read-only-server",), "d", ("rules",),
+                 Restore(restore_body, "kubectl-client-side-apply"))
     state = State(STACK, "lin", 2, {str(ROLE_KEY): rec})
     plan = make_plan([], live_of(reduced), state, STACK)
     c = only_change(plan)
     assert (c.action, c.kind, c.profile) == (Action.RELEASE, ChangeKind.PATCH, "read-only-server")
     assert c.body == restore_body
-    assert c.restore == {"body": restore_body, "manager": "kubectl-client-side-apply"}
+    assert c.restore == Restore(restore_body, "kubectl-client-side-apply")
     assert c.field_paths == ("rules",)
     assert c.observed_resource_version == "11"
     # Releasing puts back exactly what the reduction took away: pods/exec, delete and create.
@@ -157,8 +158,8 @@ def test_release_for_patch_record_no_longer_wanted_restores_recorded_body():
 
 
 def test_release_of_patch_on_vanished_object_sends_nothing():
-    rec = Record(str(ROLE_KEY), "rbac.authorization.k8s.io/v1", "patch", "read-only-server", "d", ("rules",),
-                 {"body": {"rules": []}, "manager": "m"})
+    rec = Record(str(ROLE_KEY), "rbac.authorization.k8s.io/v1", ChangeKind.PATCH, ("read-only-server",), "d", ("rules",),
+                 Restore({"rules": []}, "m"))
     c = only_change(make_plan([], live_of(), State(STACK, "l", 1, {str(ROLE_KEY): rec}), STACK))
     assert c.action is Action.RELEASE and c.body is None and c.fields == ()
 
@@ -188,7 +189,7 @@ def test_objects_of_other_stacks_or_not_managed_are_left_alone():
 def test_orphan_known_to_state_is_deleted_once():
     obj = labelled("harden-orphan")
     key = str(ResourceKey.of(obj))
-    state = State(STACK, "l", 1, {key: Record(key, "networking.k8s.io/v1", "object", "metrics-ingress", "d")})
+    state = State(STACK, "l", 1, {key: Record(key, "networking.k8s.io/v1", ChangeKind.OBJECT, ("metrics-ingress",), "d")})
     plan = make_plan([], live_of(obj), state, STACK)
     assert [c.action for c in plan.changes] == [Action.DELETE]
 
@@ -211,9 +212,9 @@ def test_missing_optional_target_is_skipped():
     r = rendered(["read-only-server"])
     plan = make_plan(r, live_of(CLUSTER_ROLE), State(STACK), STACK)
     assert [c.key for c in plan.changes] == [ROLE_KEY]
-    report = {t["target"]: t for t in plan.targets}
-    assert report["templateRole"]["chosen"] is None and report["templateRole"]["optional"]
-    assert report["serverRole"]["key"] == str(ROLE_KEY)
+    report = {t.target: t for t in plan.targets}
+    assert report["templateRole"].chosen is None and report["templateRole"].optional
+    assert report["serverRole"].key == str(ROLE_KEY)
 
 
 def test_first_existing_candidate_wins():
@@ -233,18 +234,18 @@ def test_patch_update_with_conflict_and_restore():
                       "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
                                 {"apiGroups": ["argoproj.io"], "resources": ["workflows"], "verbs": ["get"]}]}
     assert [(x.path, x.manager) for x in c.conflicts] == [("rules", "kubectl-client-side-apply")]
-    assert c.restore["manager"] == "kubectl-client-side-apply"
-    assert c.restore["body"]["rules"] == CLUSTER_ROLE["rules"]
+    assert c.restore.manager == "kubectl-client-side-apply"
+    assert c.restore.body["rules"] == CLUSTER_ROLE["rules"]
     assert c.field_paths == ("rules",)
     assert c.observed_resource_version == "11"
 
 
 def test_patch_restore_is_kept_from_the_first_record():
-    first = {"body": {"rules": "as before harden"}, "manager": "helm"}
-    rec = Record(str(ROLE_KEY), "rbac.authorization.k8s.io/v1", "patch", "read-only-server", "d", ("rules",), first)
+    first = Restore({"rules": "as before harden"}, "helm")
+    rec = Record(str(ROLE_KEY), "rbac.authorization.k8s.io/v1", ChangeKind.PATCH, ("read-only-server",), "d", ("rules",), first)
     c = only_change(make_plan(rendered(["read-only-server"]), live_of(CLUSTER_ROLE),
                               State(STACK, "l", 1, {str(ROLE_KEY): rec}), STACK))
-    assert c.restore["body"]["rules"] == "as before harden" and c.restore["manager"] == "helm"
+    assert c.restore.body["rules"] == "as before harden" and c.restore.manager == "helm"
     assert record_for(c).restore == c.restore
 
 
@@ -260,7 +261,8 @@ def test_field_a_profile_stops_setting_is_handed_back_in_the_same_change():
                                                                             "namespace": "argo"},
                          "data": {"workflowDefaults": None, "workflowRestrictions": "templateReferencing: Secure\n"}},
                 "manager": "helm"}
-    rec = Record(str(key), "v1", "patch", "workflow-service-account, workflow-restrictions", "d",
+    recorded = Restore(recorded["body"], recorded["manager"])
+    rec = Record(str(key), "v1", ChangeKind.PATCH, ("workflow-service-account", "workflow-restrictions",), "d",
                  ('data.workflowDefaults', 'data.workflowRestrictions'), recorded)
     plan = make_plan(rendered(["workflow-service-account"]), live_of(cm), State(STACK, "l", 1, {str(key): rec}), STACK)
     c = next(x for x in plan.changes if x.key == key)
@@ -269,7 +271,7 @@ def test_field_a_profile_stops_setting_is_handed_back_in_the_same_change():
     assert [(f.path, f.before, f.after) for f in c.fields] == \
         [("data.workflowRestrictions.templateReferencing", "Strict", "Secure")]
     # The new restore point no longer covers the released field, and still covers the kept one.
-    assert c.restore["body"]["data"] == {"workflowDefaults": None}
+    assert c.restore.body["data"] == {"workflowDefaults": None}
     after = {ResourceKey.of(o): o for o in predict(live_of(cm), plan)}[key]
     assert after["data"]["workflowRestrictions"] == "templateReferencing: Secure\n"
 
@@ -337,9 +339,9 @@ def test_container_args_patch_on_second_container():
     assert c.action is Action.UPDATE
     assert c.body["spec"]["template"]["spec"]["containers"] == [
         {"name": "argo-server", "args": ["server", "--auth-mode=client", "--secure=true"]}]
-    assert c.restore["body"]["spec"]["template"]["spec"]["containers"] == [
+    assert c.restore.body["spec"]["template"]["spec"]["containers"] == [
         {"name": "argo-server", "args": ["server", "--auth-mode", "server"]}]
-    assert c.restore["manager"] == "helm"
+    assert c.restore.manager == "helm"
 
 
 def test_container_args_conflict_names_the_owner_of_that_container():
@@ -369,7 +371,7 @@ def test_record_for_object_and_patch():
     r = rendered(["metrics-ingress"])
     c = only_change(make_plan(r, live_of(), State(STACK), STACK))
     rec = record_for(c)
-    assert (rec.key, rec.kind, rec.profile, rec.restore) == (str(METRICS_KEY), "object", "metrics-ingress", None)
+    assert (rec.key, rec.kind, rec.profiles, rec.restore) == (str(METRICS_KEY), ChangeKind.OBJECT, ("metrics-ingress",), None)
     other = record_for(only_change(make_plan(rendered(["metrics-ingress"], ["metricsPort=9091"]), live_of(),
                                              State(STACK), STACK)))
     assert rec.digest != other.digest
@@ -400,3 +402,32 @@ def test_each_stack_applies_under_its_own_field_manager():
     plan = make_plan(rendered(["read-only-server"]), live_of(role), State(STACK), STACK)
     c = only_change(plan)
     assert [(x.path, x.manager) for x in c.conflicts] == [("rules", "harden-prod")]
+
+
+def test_plan_decides_the_write_phase_of_every_change():
+    # Default-deny policies are written after the allowances and removed before them; apply only
+    # follows the phase the plan recorded.
+    allow = "harden-allow-server-ingress"
+    plan = make_plan(rendered(["namespace-isolation"]), live_of(), State(STACK), STACK)
+    phases = {c.key.name: c.phase for c in plan.actionable}
+    deny = [n for n, p in phases.items() if p is Phase.ISOLATE]
+    assert deny and all("deny" in n for n in deny)
+    assert phases[allow] is Phase.WRITE
+    # Dropping the profile: the denies go first (UNISOLATE), the allowances after (REMOVE).
+    applied = {str(c.key): record_for(c) for c in plan.actionable}
+    live = live_of(*[{**c.body, "metadata": {**c.body["metadata"], "resourceVersion": "1"}} for c in plan.actionable])
+    gone = make_plan([], live, State(STACK, "l", 1, applied), STACK)
+    removal = {c.key.name: c.phase for c in gone.actionable}
+    assert {removal[n] for n in deny} == {Phase.UNISOLATE}
+    assert removal[allow] is Phase.REMOVE
+    assert sorted(Phase, key=lambda p: p.order) == [Phase.WRITE, Phase.ISOLATE, Phase.UNISOLATE, Phase.REMOVE]
+
+
+def test_every_change_carries_the_profile_line_that_asked_for_it():
+    plan = make_plan(rendered(["metrics-ingress", "read-only-server"]), live_of(CLUSTER_ROLE), State(STACK), STACK,
+                     profile_files={"metrics-ingress": "profiles/metrics-ingress.yaml",
+                                    "read-only-server": "profiles/read-only-server.yaml"})
+    for c in plan.actionable:
+        assert c.source.file == f"profiles/{c.profiles[0]}.yaml"
+        text = Path(c.source.file).read_text().splitlines()
+        assert c.source.line and 1 <= c.source.line <= len(text)

@@ -18,13 +18,14 @@ import pytest
 import harden.state as state_mod
 from harden.commands import _parse_duration
 from harden.errors import InputError, LockHeld
+from harden.model import ChangeKind, Restore
 from harden.state import FileBackend, Record, State
 
 ROOT = Path(__file__).resolve().parents[2]
 
-REC = Record("networking.k8s.io/NetworkPolicy/argo/x", "networking.k8s.io/v1", "object", "p", "abc")
-PATCH = Record("rbac.authorization.k8s.io/ClusterRole//r", "rbac.authorization.k8s.io/v1", "patch", "p", "def",
-               ("rules",), {"body": {"rules": []}, "manager": "kubectl"})
+REC = Record("networking.k8s.io/NetworkPolicy/argo/x", "networking.k8s.io/v1", ChangeKind.OBJECT, ("p",), "abc")
+PATCH = Record("rbac.authorization.k8s.io/ClusterRole//r", "rbac.authorization.k8s.io/v1", ChangeKind.PATCH, ("p",), "def",
+               ("rules",), Restore({"rules": []}, "kubectl"))
 
 
 # -- reading and writing ---------------------------------------------------------------------------
@@ -58,11 +59,10 @@ def test_failed_write_keeps_old_state_and_removes_temp_file(tmp_path, monkeypatc
     b.write(first)
     before = (tmp_path / "st.json").read_text()
 
-    def broken_dump(obj, f, **kw):
-        f.write('{"stack": "st", "records": {')  # a torn write
+    def broken_fsync(fd):  # the new text is in the temporary file, not yet durable
         raise OSError("disk full")
 
-    monkeypatch.setattr(state_mod.json, "dump", broken_dump)
+    monkeypatch.setattr(state_mod.os, "fsync", broken_fsync)
     with pytest.raises(OSError):
         b.write(first.with_records({}))
     monkeypatch.undo()

@@ -16,9 +16,12 @@ from harden.model import (
     ChangeKind,
     FieldChange,
     Finding,
+    Phase,
     Plan,
     ResourceKey,
+    Restore,
     Severity,
+    SourceRef,
 )
 from harden.views import markdown, sarif, summary_line
 from harden.views.text import render_plan
@@ -71,13 +74,14 @@ def test_json_summary_matches_changes(planned):
     actions = [c["action"] for c in d["changes"]]
     assert d["summary"] == {"add": actions.count("create"), "change": actions.count("update"),
                             "release": actions.count("release"), "destroy": actions.count("delete")}
-    assert d["formatVersion"] == 1 and d["stack"] == "views"
+    assert d["formatVersion"] == 2 and d["stack"] == "views"
 
 
 def test_change_round_trip_keeps_every_field():
-    c = Change(ResourceKey("", "ConfigMap", "argo", "c"), "v1", Action.RELEASE, ChangeKind.PATCH, "a, b", "why",
+    c = Change(ResourceKey("", "ConfigMap", "argo", "c"), "v1", Action.RELEASE, ChangeKind.PATCH, ("a", "b"), "why",
                body={"data": {"k": None}}, fields=(FieldChange("data.k", "x", None),),
-               observed_resource_version="9", restore={"body": {}, "manager": "m"}, field_paths=("data.k",))
+               observed_resource_version="9", restore=Restore({}, "m"), field_paths=("data.k",),
+               phase=Phase.REMOVE, source=SourceRef("profiles/x.yaml", 7))
     assert Change.from_dict(json.loads(json.dumps(c.to_dict()))) == c
 
 

@@ -118,8 +118,9 @@ def parse_profile(doc: Document) -> Profile:
                                            file=doc.file, line=doc.line_of(("parameters", i, "default")),
                                            field=f"parameters[{i}].default"))
     loop_vars = {o["forEach"]["as"] for o in data.get("objects", []) if "forEach" in o}
+    problems += _graph_diagnostics(doc)
     for path, ref in _references(data, ()):
-        if ref not in params and ref not in loop_vars:
+        if ref not in params and ref not in loop_vars and ref != "graph":
             problems.append(Diagnostic(f"reference to undeclared parameter ${{{ref}}}", file=doc.file,
                                        line=doc.line_of(path), field=dotted(path),
                                        hint=f"declare it under parameters, or use one of: {', '.join(params) or '(none)'}"))
@@ -131,7 +132,7 @@ def parse_profile(doc: Document) -> Profile:
                                        file=doc.file, line=doc.line_of(("objects", i, "kind")), field=f"objects[{i}].kind",
                                        hint="create Secrets with your secret manager; reference them by name"))
     for i, t in enumerate(data.get("targets", [])):
-        for j, c in enumerate(t["candidates"]):
+        for j, c in enumerate(t.get("candidates", [])):
             if c.get("kind") == "Secret":
                 problems.append(Diagnostic("harden does not patch Secrets (their values would appear in plans and state)",
                                            file=doc.file, line=doc.line_of(("targets", i, "candidates", j, "kind")),
@@ -151,6 +152,52 @@ def parse_profile(doc: Document) -> Profile:
     if problems:
         raise Diagnostics(problems)
     return profile
+
+
+_GRAPH_REF = re.compile(r"\$\{graph\.([-a-z0-9]+)\.([A-Za-z]+)\}")
+GRAPH_FIELDS = ("subject", "serviceAccount", "namespace", "podLabels", "selector", "name")
+
+
+def _graph_diagnostics(doc: Document) -> list[Diagnostic]:
+    """`${graph.COMPONENT.FIELD}` and component targets must name a component of the profile's product."""
+    from .needs import component_specs
+
+    data = doc.data
+    product = (data.get("metadata") or {}).get("product")
+    known = {s.name for s in component_specs() if s.product == product}
+    out: list[Diagnostic] = []
+
+    def unknown(component: str, path: PathT) -> None:
+        if not product:
+            out.append(Diagnostic("a profile that uses the install graph must name its product",
+                                  file=doc.file, line=doc.line_of(path), field=dotted(path),
+                                  hint="add metadata.product: argo-workflows (or argo-cd)"))
+        elif component not in known:
+            out.append(Diagnostic(f"{product} has no component {component!r}", file=doc.file,
+                                  line=doc.line_of(path), field=dotted(path),
+                                  hint=f"use one of: {', '.join(sorted(known))}"))
+
+    for path, text in _strings(data, ()):
+        for m in _GRAPH_REF.finditer(text):
+            unknown(m.group(1), path)
+            if m.group(2) not in GRAPH_FIELDS:
+                out.append(Diagnostic(f"unknown graph field {m.group(2)!r}", file=doc.file, line=doc.line_of(path),
+                                      field=dotted(path), hint=f"use one of: {', '.join(GRAPH_FIELDS)}"))
+    for i, t in enumerate(data.get("targets") or []):
+        if isinstance(t, dict) and "component" in t:
+            unknown(str(t["component"]), ("targets", i, "component"))
+    return out
+
+
+def _strings(value: Any, path: PathT):
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(v, path + (k,))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _strings(v, path + (i,))
 
 
 _REF = re.compile(r"\$\{([A-Za-z][A-Za-z0-9]*)(?:\.[-A-Za-z0-9_./]+)?\}")

@@ -54,10 +54,22 @@ class Resolved:
     target: Target
     candidate: Candidate | None
     obj: Obj | None
+    more: tuple[Obj, ...] = ()  # a `many` target: the other objects it resolved to
+
+    @property
+    def objs(self) -> tuple[Obj, ...]:
+        return ((self.obj,) if self.obj is not None else ()) + self.more
 
 
 def resolve_target(target: Target, live: Live) -> Resolved:
-    """The first candidate that exists; label candidates pick the first match by name."""
+    """The first candidate that exists (every one, for a `many` target); label candidates pick the
+    first match by name."""
+    if target.many:
+        found = [(c, o) for c in target.candidates if c.name
+                 and (o := live.get(ResourceKey(_group(c.api_version), c.kind, c.namespace, c.name))) is not None]
+        if found:
+            return Resolved(target, found[0][0], found[0][1], tuple(o for _, o in found[1:]))
+        return Resolved(target, None, None)
     for cand in target.candidates:
         if cand.name:
             obj = live.get(ResourceKey(_group(cand.api_version), cand.kind, cand.namespace, cand.name))
@@ -133,21 +145,23 @@ def make_plan(rendered: list[Rendered], live: Live, state: State, stack: str, *,
                 res = resolve_target(t, live)
                 resolved[(r.profile, t.id)] = res
                 target_report.append(TargetReport(
-                    r.profile, t.id, t.description, res.candidate.describe() if res.candidate else None,
-                    str(ResourceKey.of(res.obj)) if res.obj else None, tuple(c.describe() for c in t.candidates),
-                    t.optional))
+                    r.profile, t.id, t.description,
+                    "; ".join(c.describe() for c in t.candidates if c.name in {ResourceKey.of(o).name for o in res.objs})
+                    if t.many and res.objs else (res.candidate.describe() if res.candidate else None),
+                    ", ".join(str(ResourceKey.of(o)) for o in res.objs) or None,
+                    tuple(c.describe() for c in t.candidates), t.optional))
                 if res.obj is None and not t.optional:
+                    looked = "; ".join(c.describe() for c in t.candidates) or "the install graph found none"
                     problems.append(Diagnostic(
                         f"profile {r.profile!r}: target {t.id!r} ({t.description or 'patched object'}) is not in the "
-                        f"{live.source.get('kind', 'cluster')}; looked for: " + "; ".join(c.describe() for c in t.candidates),
+                        f"{live.source.get('kind', 'cluster')}; looked for: " + looked,
                         file=profile_files.get(r.profile), field=f"targets.{t.id}",
                         hint="install the target first, point --set at the right namespace/release, or deselect the profile"))
         grouped: dict[ResourceKey, list[tuple[PatchIntent, Obj]]] = {}
         for r in rendered:
             for intent in r.patches:
-                res = resolved[(r.profile, intent.target)]
-                if res.obj is not None:
-                    grouped.setdefault(ResourceKey.of(res.obj), []).append((intent, res.obj))
+                for obj in resolved[(r.profile, intent.target)].objs:
+                    grouped.setdefault(ResourceKey.of(obj), []).append((intent, obj))
         for key, intents in sorted(grouped.items()):
             try:
                 changes.append(_patch_change(key, intents, state.records.get(str(key)), own, profile_files))

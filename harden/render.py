@@ -21,6 +21,7 @@ import yaml
 
 from .diff import path_text
 from .load import Selected
+from .graph import Install
 from .model import LABEL_MANAGED_BY, LABEL_PROFILE, LABEL_STACK, MANAGER, Obj, ResourceKey
 
 
@@ -54,6 +55,7 @@ class Target:
     description: str
     candidates: tuple[Candidate, ...]
     optional: bool
+    many: bool = False  # every candidate that exists is a target (a component's roles), not the first
 
 
 @dataclass(frozen=True)
@@ -169,10 +171,48 @@ def _when(cond: dict | None, values: dict[str, Any]) -> bool:
 PATCH_OPS = ("set", "restrictVerbs", "containerArgs", "configMapYaml")
 
 
-def render(selected: Selected, stack: str) -> Rendered:
+class _Texts(dict):
+    """Texts of values; a `${graph.…}` reference before the install is known renders empty (the first
+    render only tells observe which kinds to read)."""
+
+    def __missing__(self, key: str) -> str:
+        if key.startswith("graph."):
+            return ""
+        raise KeyError(key)
+
+
+def graph_values(install: Install | None) -> dict[str, Any]:
+    """`${graph.COMPONENT.FIELD}` values: what the install graph found for each component."""
+    out: dict[str, Any] = {}
+    for c in install.components if install else ():
+        base = f"graph.{c.name}"
+        out.update({f"{base}.subject": c.subject, f"{base}.serviceAccount": c.service_account,
+                    f"{base}.namespace": c.namespace, f"{base}.podLabels": dict(c.pod_labels),
+                    f"{base}.selector": dict(c.selector), f"{base}.name": c.workload.name})
+    return out
+
+
+def _graph_candidates(t: dict, install: Install | None) -> tuple[Candidate, ...]:
+    comp = install.component(t["component"]) if install else None
+    if comp is None:
+        return ()
+    how = f"{t['component']} {t['object']} (install graph: {comp.found_by})"
+    if t["object"] == "workload":
+        keys = [comp.workload]
+    elif t["object"] == "roles":
+        keys = list(comp.roles)
+    else:
+        keys = [comp.config_map] if comp.config_map else []
+    return tuple(Candidate(f"{k.group}/v1" if k.group else "v1", k.kind, k.namespace, k.name, None, how) for k in keys)
+
+
+def render(selected: Selected, stack: str, install: Install | None = None) -> Rendered:
     profile, raw_values = selected.profile, selected.values
     values = {k: render_value(v, profile.parameters[k]["type"]) for k, v in raw_values.items()}
-    texts = {k: (_peer_text(v) if profile.parameters[k]["type"] == "peer" and v else _text(v)) for k, v in raw_values.items()}
+    texts = _Texts({k: (_peer_text(v) if profile.parameters[k]["type"] == "peer" and v else _text(v))
+                    for k, v in raw_values.items()})
+    for k, v in graph_values(install).items():
+        values[k], texts[k] = v, _text(v)
     # `${param.field}` reaches into mapping values: a peer's namespace and podSelector, a label's value.
     for k, v in raw_values.items():
         if isinstance(v, dict):
@@ -195,7 +235,7 @@ def render(selected: Selected, stack: str) -> Rendered:
         for item in items:
             v, t = values, texts
             if loop:
-                v, t = {**values, loop["as"]: item}, {**texts, loop["as"]: _text(item)}
+                v, t = {**values, loop["as"]: item}, _Texts({**texts, loop["as"]: _text(item)})
             body = substitute(template, v, t)
             meta = body.setdefault("metadata", {})
             meta["labels"] = {**(meta.get("labels") or {}), LABEL_MANAGED_BY: MANAGER,
@@ -204,11 +244,14 @@ def render(selected: Selected, stack: str) -> Rendered:
     targets = []
     for t in data.get("targets", []):
         cands = []
-        for c in t["candidates"]:
+        for c in t.get("candidates", []):
             c = substitute(c, values, texts)
             cands.append(Candidate(c["apiVersion"], c["kind"], c.get("namespace", ""), c.get("name"),
                                    c.get("labels"), c.get("layout")))
-        targets.append(Target(t["id"], profile.name, t.get("description", ""), tuple(cands), t.get("optional", False)))
+        if "component" in t:
+            cands = list(_graph_candidates(t, install))
+        targets.append(Target(t["id"], profile.name, t.get("description", ""), tuple(cands), t.get("optional", False),
+                              many=t.get("object") == "roles"))
     patches = []
     for i, p in enumerate(data.get("patches", [])):
         if not _when(p.get("when"), raw_values):

@@ -153,6 +153,16 @@ class KubeClient:
         except NotFound:
             pass  # already gone: the desired end state
 
+    def openapi(self, path: str) -> dict | None:
+        """An OpenAPI v3 document of the server (`/openapi/v3/apis/apps/v1`), None if not served."""
+        try:
+            with translated(f"read {path}"):
+                resp = self.api.call_api(path, "GET", auth_settings=["BearerToken"], _preload_content=False,
+                                         _return_http_data_only=True, header_params={"Accept": "application/json"})
+        except NotFound:
+            return None
+        return json.loads(resp.data)
+
     def version(self) -> str:
         with translated("read the server version"):
             v = k8s.VersionApi(self.api).get_code()

@@ -23,3 +23,15 @@ def served(body: dict, rv: str = "100", manager: str | None = None) -> dict:
                     if peer.get("podSelector") == {"matchLabels": {}}:
                         peer["podSelector"] = {}
     return live
+
+
+DEPLOY = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "argo-server", "namespace": "argo"},
+          "spec": {"template": {"spec": {"containers": [{"name": "argo-server", "args": ["server", "--secure=true"]}]}}}}
+
+
+def live_deploy(args=("server", "--secure=true")):
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "argo-server", "namespace": "argo", "resourceVersion": "9"},
+            "spec": {"replicas": 1, "template": {"spec": {"containers": [
+                {"name": "sidecar", "image": "envoy", "args": ["--foo"]},
+                {"name": "argo-server", "image": "argo", "args": list(args)}]}}}}

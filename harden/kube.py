@@ -157,11 +157,13 @@ class KubeClient:
         """An OpenAPI v3 document of the server (`/openapi/v3/apis/apps/v1`), None if not served."""
         try:
             with translated(f"read {path}"):
-                resp = self.api.call_api(path, "GET", auth_settings=["BearerToken"], _preload_content=False,
-                                         _return_http_data_only=True, header_params={"Accept": "application/json"})
+                request = self.api.param_serialize("GET", path, header_params={"Accept": "application/json"},
+                                                   auth_settings=["BearerToken"])
+                response = self.api.call_api(*request)
+                response.read()
+                return self.api.response_deserialize(response, {"200": "object"}).data
         except NotFound:
             return None
-        return json.loads(resp.data)
 
     def version(self) -> str:
         with translated("read the server version"):

@@ -109,11 +109,10 @@ def _keyed(path: list, want: Any, keys: MergeKeys) -> list:
     out: list = []
     node, parent = want, None
     for p in path:
-        entry = step(node, p) if isinstance(p, int) else None
-        key = keys.key(parent)
+        entry = step(node, p)
+        key = keys.key(parent) if isinstance(p, int) else None
         out.append((key, entry[key]) if key and isinstance(entry, dict) and key in entry else p)
-        node = step(node, p)
-        parent = p if isinstance(p, str) else None
+        node, parent = entry, (p if isinstance(p, str) else None)
     return out
 
 

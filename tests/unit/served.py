@@ -25,6 +25,8 @@ def served(body: dict, rv: str = "100", manager: str | None = None) -> dict:
     return live
 
 
+# argo-server as a profile declares it (one container), and as it runs: argo-server second, after a
+# sidecar, so tests of keyed lists cannot pass by position. Shared by the diff, merge and ownership tests.
 DEPLOY = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "argo-server", "namespace": "argo"},
           "spec": {"template": {"spec": {"containers": [{"name": "argo-server", "args": ["server", "--secure=true"]}]}}}}
 

@@ -219,7 +219,7 @@ def _objects_for_query(req: Request, plan_file: str | None) -> list[dict]:
     source, _ = connect(req)
     live = source.observe(BASE_KINDS)
     if plan_file:
-        return predict(live, read_plan(plan_file))
+        return predict(live, read_plan(plan_file), source.merge_keys(BASE_KINDS))
     return live.all()
 
 

@@ -76,7 +76,9 @@ def build_plan(req: Request, *, destroy: bool = False, with_impact: bool = True)
     backend = FileBackend(req.state_dir, selection.stack)
     state = backend.read()
     source, client = connect(req)
-    live = source.observe(kinds_needed(rendered, state))
+    kinds = kinds_needed(rendered, state)
+    live = source.observe(kinds)
+    keys = source.merge_keys(kinds)
     # Parameters the install can tell us (which labels argo-server's pods carry in this layout) are
     # read from the targets found, unless the user set them; then the profile is rendered again.
     detected: list[Detected] = []
@@ -92,18 +94,18 @@ def build_plan(req: Request, *, destroy: bool = False, with_impact: bool = True)
     files = {s.profile.name: s.profile.file for s in selection.items}
     if destroy and selection.items:
         plan = make_plan(rendered, live, state, selection.stack, selection={"destroy": sorted(names)},
-                         profile_files=files, created_at=_now())
+                         profile_files=files, created_at=_now(), keys=keys)
         touched = {k for k, r in state.records.items() if names & set(r.profiles)}
         plan = replace(plan, changes=tuple(c for c in plan.changes
                                            if str(c.key) in touched or names & set(c.profiles)))
     elif destroy:
         plan = make_plan([], live, state, selection.stack, selection={"destroy": sorted(names) or "all"},
-                         destroy_profiles=names, created_at=_now())
+                         destroy_profiles=names, created_at=_now(), keys=keys)
     else:
         plan = make_plan(rendered, live, state, selection.stack, selection=selection.description, profile_files=files,
-                         created_at=_now())
+                         created_at=_now(), keys=keys)
     findings: list[Finding] = []
-    after = predict(live, plan)
+    after = predict(live, plan, keys)
     if not destroy:
         # Checks and expectations speak of the state the plan promises: the cluster after apply.
         for r in rendered:

@@ -153,6 +153,18 @@ class KubeClient:
         except NotFound:
             pass  # already gone: the desired end state
 
+    def openapi(self, path: str) -> dict | None:
+        """An OpenAPI v3 document of the server (`/openapi/v3/apis/apps/v1`), None if not served."""
+        try:
+            with translated(f"read {path}"):
+                request = self.api.param_serialize("GET", path, header_params={"Accept": "application/json"},
+                                                   auth_settings=["BearerToken"])
+                response = self.api.call_api(*request)
+                response.read()
+                return self.api.response_deserialize(response, {"200": "object"}).data
+        except NotFound:
+            return None
+
     def version(self) -> str:
         with translated("read the server version"):
             v = k8s.VersionApi(self.api).get_code()

@@ -12,7 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable, Protocol
 
-from .errors import InputError
+from .errors import Forbidden, InputError
+from .mergekeys import BUILTIN, MergeKeys, from_openapi, openapi_paths
 from .model import Live, Obj, ResourceKey
 from .redact import redact
 from .yamlsrc import load_file
@@ -42,6 +43,8 @@ CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResou
 class Source(Protocol):
     def observe(self, kinds: Iterable[tuple[str, str]]) -> Live: ...
 
+    def merge_keys(self, kinds: Iterable[tuple[str, str]]) -> MergeKeys: ...
+
 
 def _index(objs: Iterable[Obj], kinds: set[tuple[str, str]], source: dict) -> Live:
     live = Live(kinds=set(kinds), source=source)
@@ -61,6 +64,17 @@ class ClusterSource:
             results = list(pool.map(lambda k: self.client.list(*k), kinds))
         objs = [o for batch in results for o in batch]
         return _index(objs, set(kinds), {"kind": "cluster", "context": self.client.context, "host": self.client.host})
+
+    def merge_keys(self, kinds: Iterable[tuple[str, str]]) -> MergeKeys:
+        """The list merge strategies the cluster's OpenAPI v3 declares for these kinds (and the base
+        kinds), one document per group-version; the built-in table where the cluster says nothing."""
+        kinds = sorted(set(kinds) | set(BASE_KINDS))
+        try:
+            with ThreadPoolExecutor(self.parallelism) as pool:
+                docs = [d for d in pool.map(self.client.openapi, openapi_paths(kinds)) if d]
+        except Forbidden:
+            return BUILTIN  # an identity that may not read the schema plans as offline, not not at all
+        return from_openapi(docs, kinds)
 
 
 class SnapshotSource:
@@ -92,3 +106,6 @@ class SnapshotSource:
             objs.append({"apiVersion": "v1", "kind": "Namespace",
                          "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}})
         return _index(objs, set(kinds) | set(BASE_KINDS), {"kind": "snapshot", "path": str(self.path)})
+
+    def merge_keys(self, kinds: Iterable[tuple[str, str]]) -> MergeKeys:
+        return BUILTIN  # a snapshot carries no schema

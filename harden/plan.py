@@ -23,12 +23,15 @@ from typing import Any, Iterable
 import yaml
 
 from . import __version__
-from .diff import conflicts, diff_fields, dropped_fields, merge_partial, restore_shape, select_paths
+from .diff import diff_fields
 from .errors import Diagnostic, Diagnostics
+from .merge import merge_partial, restore_shape, select_paths
+from .mergekeys import BUILTIN, MergeKeys
 from .model import (LABEL_MANAGED_BY, LABEL_PROFILE, LABEL_STACK, MANAGER, Action, Change, ChangeKind, Detected,
                     FieldChange, Live, Obj, Phase, Plan, Record, ResourceKey, Restore, SourceRef, State, TargetReport,
                     field_manager)
 from .load import Selected
+from .ownership import conflicts, dropped_fields
 from .render import Candidate, PatchIntent, Rendered, Target, identity, materialize
 
 
@@ -115,8 +118,9 @@ def detect(selected: Selected, rendered: Rendered, live: Live) -> tuple[dict[str
 
 def make_plan(rendered: list[Rendered], live: Live, state: State, stack: str, *,
               destroy_profiles: set[str] | None = None, selection: dict | None = None,
-              profile_files: dict[str, str] | None = None, created_at: str = "") -> Plan:
-    """Build the plan. `destroy_profiles` (destroy mode) plans removal of what those profiles own."""
+              profile_files: dict[str, str] | None = None, created_at: str = "", keys: MergeKeys = BUILTIN) -> Plan:
+    """Build the plan. `destroy_profiles` (destroy mode) plans removal of what those profiles own.
+    `keys`: the list merge strategies of the cluster planned against (the built-in table offline)."""
     problems: list[Diagnostic] = []
     changes: list[Change] = []
     target_report: list[TargetReport] = []
@@ -136,7 +140,7 @@ def make_plan(rendered: list[Rendered], live: Live, state: State, stack: str, *,
                         hint=f"select the profile in one stack only, or destroy it in stack {other!r} first"))
                     continue
                 changes.append(_object_change(d.key, d.body, d.profile, live.get(d.key), own,
-                                              SourceRef(profile_files.get(d.profile), d.line)))
+                                              SourceRef(profile_files.get(d.profile), d.line), keys))
 
         # Resolve targets, then group patch intents by the object they land on.
         resolved: dict[tuple[str, str], Resolved] = {}
@@ -164,7 +168,7 @@ def make_plan(rendered: list[Rendered], live: Live, state: State, stack: str, *,
                     grouped.setdefault(ResourceKey.of(obj), []).append((intent, obj))
         for key, intents in sorted(grouped.items()):
             try:
-                changes.append(_patch_change(key, intents, state.records.get(str(key)), own, profile_files))
+                changes.append(_patch_change(key, intents, state.records.get(str(key)), own, profile_files, keys))
             except yaml.YAMLError as exc:
                 intent = next(i for i, _ in intents if i.op == "configMapYaml")
                 problems.append(Diagnostic(f"{key.display()} key {intent.spec['key']!r} does not hold valid YAML: {exc}",
@@ -185,7 +189,7 @@ def make_plan(rendered: list[Rendered], live: Live, state: State, stack: str, *,
         # A patch combined from several profiles is theirs jointly: destroying any of them releases it.
         if skey in wanted or (destroy_profiles and not destroy_profiles & set(rec.profiles)):
             continue
-        changes.append(_removal(ResourceKey.parse(skey), rec, live))
+        changes.append(_removal(ResourceKey.parse(skey), rec, live, keys))
     known = wanted | set(state.records)
     for key, obj in sorted(live.objects.items()):
         labels = (obj.get("metadata") or {}).get("labels") or {}
@@ -231,8 +235,8 @@ def _is_default_deny(change: Change) -> bool:
 
 
 def _object_change(key: ResourceKey, body: Obj, profile: str, live: Obj | None, own: str,
-                   source: SourceRef) -> Change:
-    fields = diff_fields(body, live)
+                   source: SourceRef, keys: MergeKeys) -> Change:
+    fields = diff_fields(body, live, keys)
     if live is None:
         return _phased(Change(key, body["apiVersion"], Action.CREATE, ChangeKind.OBJECT, (profile,),
                               "wanted by the profile and absent", body=body, fields=tuple(fields), source=source))
@@ -244,55 +248,55 @@ def _object_change(key: ResourceKey, body: Obj, profile: str, live: Obj | None, 
                               body=body, observed_resource_version=rv, source=source))
     return _phased(Change(key, body["apiVersion"], Action.UPDATE, ChangeKind.OBJECT, (profile,),
                           "live object differs from the profile (drift)", body=body, fields=tuple(fields),
-                          conflicts=tuple(conflicts(live, fields, own)), observed_resource_version=rv,
+                          conflicts=tuple(conflicts(live, fields, keys, own)), observed_resource_version=rv,
                           source=source))
 
 
 def _patch_change(key: ResourceKey, intents: list[tuple[PatchIntent, Obj]], record: Record | None,
-                  own: str, profile_files: dict[str, str]) -> Change:
+                  own: str, profile_files: dict[str, str], keys: MergeKeys) -> Change:
     live = intents[0][1]
     current = live
     partial: Obj = {}
     paths: list[str] = []
     for intent, _ in intents:
         part, p = materialize(intent, current)
-        current = merge_partial(current, part)
-        partial = merge_partial(partial, part)
+        current = merge_partial(current, part, keys)
+        partial = merge_partial(partial, part, keys)
         paths += [x for x in p if x not in paths]
-    body = merge_partial(identity(live), partial)
+    body = merge_partial(identity(live), partial, keys)
     profiles = tuple(dict.fromkeys(i.profile for i, _ in intents))
     first = intents[0][0]
     reasons = "; ".join(dict.fromkeys(i.reason for i, _ in intents if i.reason)) or "fields the profile sets"
-    fields = diff_fields(body, live)
-    owners = conflicts(live, [FieldChange(p, None, None) for p in paths], own)
+    fields = diff_fields(body, live, keys)
+    owners = conflicts(live, [FieldChange(p, None, None) for p in paths], keys, own)
     # The restore point: what each field held before harden first set it. Fields harden already
     # set keep the recorded value; fields it sets for the first time take the live value.
-    restore = Restore(merge_partial(identity(live), restore_shape(live, partial)),
+    restore = Restore(merge_partial(identity(live), restore_shape(live, partial, keys), keys),
                       owners[0].manager if owners else f"{MANAGER}-release")
     release_first = None
     if record is not None and record.restore is not None:
         kept = [p for p in record.field_paths if p in paths]
         dropped = [p for p in record.field_paths if p not in paths]
         recorded = record.restore.body
-        restore = Restore(merge_partial(restore.body, select_paths(recorded, kept)), record.restore.manager)
+        restore = Restore(merge_partial(restore.body, select_paths(recorded, kept, keys), keys), record.restore.manager)
         if dropped:
             # A field no selected profile sets any more goes back to its recorded value and owner.
-            release_first = merge_partial(identity(live), select_paths(recorded, dropped))
-            fields += [FieldChange(f.path, f.before, f.after) for f in diff_fields(release_first, live)]
+            release_first = merge_partial(identity(live), select_paths(recorded, dropped, keys), keys)
+            fields += [FieldChange(f.path, f.before, f.after) for f in diff_fields(release_first, live, keys)]
     rv = live["metadata"].get("resourceVersion")
     action = Action.UPDATE if fields else Action.NOOP
     return _phased(Change(key, live["apiVersion"], action, ChangeKind.PATCH, profiles, reasons, body=body,
-                          fields=tuple(fields), conflicts=tuple(conflicts(live, fields, own)) if fields else (),
+                          fields=tuple(fields), conflicts=tuple(conflicts(live, fields, keys, own)) if fields else (),
                           observed_resource_version=rv, restore=restore, field_paths=tuple(paths),
                           release_first=release_first, source=SourceRef(profile_files.get(first.profile), first.line)))
 
 
-def _removal(key: ResourceKey, rec: Record, live: Live) -> Change:
+def _removal(key: ResourceKey, rec: Record, live: Live, keys: MergeKeys) -> Change:
     obj = live.get(key)
     rv = obj["metadata"].get("resourceVersion") if obj else None
     if rec.kind is ChangeKind.PATCH:
         body = rec.restore.body if rec.restore else None
-        fields = tuple(diff_fields(body, obj)) if (obj and body) else ()
+        fields = tuple(diff_fields(body, obj, keys)) if (obj and body) else ()
         return _phased(Change(key, rec.api_version, Action.RELEASE, ChangeKind.PATCH, rec.profiles,
                               "no selected profile sets these fields any more" + ("" if obj else " (object is gone)"),
                               body=body if obj else None, fields=fields, observed_resource_version=rv,
@@ -314,25 +318,25 @@ def record_for(change: Change) -> Record:
                   change.field_paths, change.restore if change.kind is ChangeKind.PATCH else None)
 
 
-def predict(live: Live, plan: Plan) -> list[Obj]:
+def predict(live: Live, plan: Plan, keys: MergeKeys = BUILTIN) -> list[Obj]:
     """The objects as they would be after the plan is applied (for impact and expectations)."""
     objs = {k: o for k, o in live.objects.items()}
     for c in plan.actionable:
         if c.action is Action.CREATE and c.body:
             objs[c.key] = c.body
         elif c.action is Action.UPDATE and c.body:
-            base = _strategic(objs.get(c.key, {}), c.release_first) if c.release_first else objs.get(c.key, {})
-            objs[c.key] = merge_partial(base, c.body)
+            base = _strategic(objs.get(c.key, {}), c.release_first, keys) if c.release_first else objs.get(c.key, {})
+            objs[c.key] = merge_partial(base, c.body, keys)
         elif c.action is Action.RELEASE and c.body and c.key in objs:
-            objs[c.key] = _strategic(objs[c.key], c.body)
+            objs[c.key] = _strategic(objs[c.key], c.body, keys)
         elif c.action is Action.DELETE:
             objs.pop(c.key, None)
     return list(objs.values())
 
 
-def _strategic(base: Obj, patch: Obj) -> Obj:
+def _strategic(base: Obj, patch: Obj, keys: MergeKeys) -> Obj:
     """Enough of a strategic merge for restore patches: None deletes, keyed lists merge."""
-    merged = merge_partial(base, patch)
+    merged = merge_partial(base, patch, keys)
     return _drop_none(merged)
 
 

@@ -19,9 +19,11 @@ from typing import Any
 
 import yaml
 
-from .diff import path_text
-from .load import Selected
+from .fieldpath import get_at, path_text
 from .graph import Install
+from .load import Selected
+from .merge import merge_partial
+from .mergekeys import ATOMIC_ONLY
 from .model import LABEL_MANAGED_BY, LABEL_PROFILE, LABEL_STACK, MANAGER, Obj, ResourceKey
 
 
@@ -279,16 +281,6 @@ def identity(obj: Obj) -> Obj:
     return out
 
 
-def deep_merge(base: Any, overlay: Any) -> Any:
-    """Mappings merge key by key; anything else in the overlay replaces what is in the base."""
-    if isinstance(base, dict) and isinstance(overlay, dict):
-        out = dict(base)
-        for k, v in overlay.items():
-            out[k] = deep_merge(base.get(k), v) if k in base else copy.deepcopy(v)
-        return out
-    return copy.deepcopy(overlay)
-
-
 def restrict_rules(rules: list[dict], verbs: list[str], drop_resources: list[str] = ()) -> list[dict]:
     """Keep only `verbs` in every rule, drop listed resources, and drop rules left empty."""
     allowed = set(verbs)
@@ -337,12 +329,11 @@ def edit_args(args: list[str], set_flags: dict[str, Any], remove: list[str]) -> 
 
 
 def _container(live: Obj, name: str) -> tuple[list[str], dict]:
-    spec = live.get("spec", {})
-    pod = spec.get("template", {}).get("spec", {}) if live["kind"] != "Pod" else spec
-    for c in pod.get("containers", []):
-        if c.get("name") == name:
-            return ["spec", "template", "spec", "containers"], c
-    raise KeyError(name)
+    pod = ["spec"] if live["kind"] == "Pod" else ["spec", "template", "spec"]
+    c = get_at(live, pod + ["containers", ("name", name)])
+    if c is None:
+        raise KeyError(name)
+    return pod + ["containers"], c
 
 
 def materialize(intent: PatchIntent, live: Obj) -> tuple[Obj, list[str]]:
@@ -361,7 +352,7 @@ def materialize(intent: PatchIntent, live: Obj) -> tuple[Obj, list[str]]:
     if op == "configMapYaml":
         current = (live.get("data") or {}).get(spec["key"]) or ""
         parsed = yaml.safe_load(current) or {}
-        merged = deep_merge(parsed, spec["merge"])
+        merged = merge_partial(parsed, spec["merge"], ATOMIC_ONLY)
         text = yaml.safe_dump(merged, sort_keys=False, default_flow_style=False)
         return {"data": {spec["key"]: text}}, [path_text(["data", spec["key"]])]
     raise ValueError(op)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..diff import split_path
+from ..fieldpath import get_at
 from . import netpol, rbac
 
 
@@ -46,17 +46,6 @@ def _value(objects: list[dict[str, Any]], v: dict[str, Any]) -> tuple[bool, str]
                 and (o.get("metadata", {}).get("namespace") or "") == v.get("namespace", "")), None)
     if obj is None:
         return False, f"{where} does not exist after apply"
-    node: Any = obj
-    for p in split_path(v["path"]):
-        if isinstance(p, tuple):
-            node = next((x for x in node or [] if isinstance(x, dict) and x.get(p[0]) == p[1]), None)
-        elif isinstance(node, dict):
-            node = node.get(p)
-        elif isinstance(node, list) and isinstance(p, int) and p < len(node):
-            node = node[p]
-        else:
-            node = None
-        if node is None:
-            break
+    node = get_at(obj, v["path"])
     ok = node == v["equals"]
     return ok, f"{where} {v['path']} is {node!r} after apply" + ("" if ok else f", expected {v['equals']!r}")

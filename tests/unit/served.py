@@ -23,3 +23,17 @@ def served(body: dict, rv: str = "100", manager: str | None = None) -> dict:
                     if peer.get("podSelector") == {"matchLabels": {}}:
                         peer["podSelector"] = {}
     return live
+
+
+# argo-server as a profile declares it (one container), and as it runs: argo-server second, after a
+# sidecar, so tests of keyed lists cannot pass by position. Shared by the diff, merge and ownership tests.
+DEPLOY = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "argo-server", "namespace": "argo"},
+          "spec": {"template": {"spec": {"containers": [{"name": "argo-server", "args": ["server", "--secure=true"]}]}}}}
+
+
+def live_deploy(args=("server", "--secure=true")):
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "argo-server", "namespace": "argo", "resourceVersion": "9"},
+            "spec": {"replicas": 1, "template": {"spec": {"containers": [
+                {"name": "sidecar", "image": "envoy", "args": ["--foo"]},
+                {"name": "argo-server", "image": "argo", "args": list(args)}]}}}}

@@ -1,22 +1,20 @@
-"""diff: normalization for server defaults, list strategies, ownership from managedFields."""
+"""diff: desired vs live after normalization, list strategies from the merge-key table."""
 
 from __future__ import annotations
 
 import copy
+from types import MappingProxyType
 
-import pytest
+from served import DEPLOY, live_deploy, served
 
-from served import served
-
-from harden.diff import (
-    conflicts,
-    diff_fields,
-    merge_partial,
-    path_text,
-    restore_shape,
-    split_path,
-)
+from harden.diff import diff_fields as diff_with
+from harden.fieldpath import split_path
+from harden.mergekeys import ATOMIC_ONLY, BUILTIN, MergeKeys
 from harden.model import FieldChange
+
+
+def diff_fields(desired, live):
+    return diff_with(desired, live, BUILTIN)
 
 NETPOL = {
     "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
@@ -90,18 +88,6 @@ def test_new_object_lists_every_field():
 
 # -- list strategies -------------------------------------------------------------------------------
 
-DEPLOY = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "argo-server", "namespace": "argo"},
-          "spec": {"template": {"spec": {"containers": [{"name": "argo-server", "args": ["server", "--secure=true"]}]}}}}
-
-
-def live_deploy(args=("server", "--secure=true")):
-    return {"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "argo-server", "namespace": "argo", "resourceVersion": "9"},
-            "spec": {"replicas": 1, "template": {"spec": {"containers": [
-                {"name": "sidecar", "image": "envoy", "args": ["--foo"]},
-                {"name": "argo-server", "image": "argo", "args": list(args)}]}}}}
-
-
 def test_keyed_list_compares_by_key_not_position():
     # argo-server is the second container live and the only one desired: same entry, no diff.
     assert diff_fields(DEPLOY, live_deploy()) == []
@@ -166,124 +152,30 @@ def test_configmap_yaml_changed_value_is_a_field_change():
     assert diff_fields(desired, live) == [FieldChange("data.workflowDefaults.spec.securityContext.runAsUser", 0, 8737)]
 
 
-# -- conflicts from managedFields ------------------------------------------------------------------
+# -- the merge-key table is data the caller passes ---------------------------------------------------
 
-def role_with_managers():
-    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-            "metadata": {"name": "argo-server-cluster-role", "managedFields": [
-                {"manager": "kubectl-client-side-apply", "operation": "Update", "apiVersion": "rbac.authorization.k8s.io/v1",
-                 "fieldsType": "FieldsV1",
-                 "fieldsV1": {"f:metadata": {"f:annotations": {".": {}, "f:x": {}}}, "f:rules": {}}},
-                {"manager": "harden", "operation": "Apply", "fieldsType": "FieldsV1", "fieldsV1": {"f:rules": {}}},
-            ]},
-            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "create"]}]}
+def test_without_a_key_for_containers_the_list_compares_whole():
+    """The table, not a global, decides: with every list atomic the live sidecar is an extra entry."""
+    changes = diff_with(DEPLOY, live_deploy(), ATOMIC_ONLY)
+    assert changes and any(c.path.startswith("spec.template.spec.containers[") and c.after is None for c in changes)
+    assert diff_with(DEPLOY, live_deploy(), BUILTIN) == []
 
 
-def test_conflict_on_rules_names_the_other_manager():
-    got = conflicts(role_with_managers(), [FieldChange("rules[0].verbs[1]", "create", None)])
-    assert [(c.path, c.manager, c.operation) for c in got] == [("rules", "kubectl-client-side-apply", "Update")]
+def test_set_typed_list_from_the_table_ignores_order():
+    desired = {"apiVersion": "v1", "kind": "Thing", "metadata": {"name": "t"}, "spec": {"tags": ["a", "b"]}}
+    live = {**copy.deepcopy(desired), "spec": {"tags": ["b", "a"]}}
+    assert diff_with(desired, live, BUILTIN) != []
+    as_set = MergeKeys(MappingProxyType(dict(BUILTIN.keyed)), frozenset({"tags"}))
+    assert diff_with(desired, live, as_set) == []
+    live["spec"]["tags"] = ["b", "c"]
+    assert [(c.before, c.after) for c in diff_with(desired, live, as_set)] == [(None, "a"), ("c", None)]
 
 
-def test_harden_own_manager_is_never_a_conflict():
-    live = role_with_managers()
-    live["metadata"]["managedFields"] = [m for m in live["metadata"]["managedFields"] if m["manager"] == "harden"]
-    assert conflicts(live, [FieldChange("rules[0].verbs[1]", "create", None)]) == []
-
-
-def test_field_owned_by_nobody_else_is_no_conflict():
-    live = role_with_managers()
-    assert conflicts(live, [FieldChange("metadata.labels.team", None, "x")]) == []
-    assert conflicts(None, [FieldChange("rules", None, [])]) == []
-
-
-def deploy_with_managers():
-    live = live_deploy()
-    live["metadata"]["managedFields"] = [
-        {"manager": "helm", "operation": "Update", "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": {
-            'k:{"name":"argo-server"}': {".": {}, "f:args": {}, "f:image": {}, "f:name": {}}}}}}}},
-        {"manager": "istio", "operation": "Update", "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": {
-            'k:{"name":"sidecar"}': {".": {}, "f:args": {}, "f:image": {}, "f:name": {}}}}}}}},
-        {"manager": "harden", "operation": "Apply", "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": {
-            'k:{"name":"argo-server"}': {"f:args": {}}}}}}}},
-    ]
-    return live
-
-
-def test_conflict_on_container_args_by_name():
-    path = "spec.template.spec.containers[name=argo-server].args"
-    got = conflicts(deploy_with_managers(), [FieldChange(path, None, None)])
-    assert [(c.path, c.manager) for c in got] == [(path, "helm")]
-
-
-def test_conflict_on_other_container_is_not_reported():
-    got = conflicts(deploy_with_managers(), [FieldChange("spec.template.spec.containers[name=sidecar].image", None, None)])
-    assert [c.manager for c in got] == ["istio"]
-
-
-def test_conflict_by_live_index_in_keyed_list_uses_the_entry_key():
-    got = conflicts(deploy_with_managers(), [FieldChange("spec.template.spec.containers[1].args[0]", None, None)])
-    assert [c.manager for c in got] == ["helm"]
-
-
-def test_conflicts_from_diff_of_second_container_name_the_right_manager():
-    live = deploy_with_managers()
-    live["spec"]["template"]["spec"]["containers"][1]["args"] = ["server", "--secure=false"]
-    got = conflicts(live, diff_fields(DEPLOY, live))
-    assert [c.manager for c in got] == ["helm"]
-
-
-# -- paths and merges ------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("path", [
-    ["spec", "ingress", 0, "ports", 1, "port"],
-    ["metadata", "labels", "app.kubernetes.io/managed-by"],
-    ["data", "server.tls.minversion"],
-    ["spec", "template", "spec", "containers", ("name", "argo-server"), "args"],
-    ["data", 'we"ird key'],
-])
-def test_path_text_round_trips(path):
-    assert split_path(path_text(path)) == path
-
-
-def test_merge_partial_merges_keyed_lists_and_replaces_atomic_ones():
-    base = live_deploy()
-    partial = {"spec": {"template": {"spec": {"containers": [{"name": "argo-server", "args": ["new"]}]}}}}
-    merged = merge_partial(base, partial)
-    containers = merged["spec"]["template"]["spec"]["containers"]
-    assert [c["name"] for c in containers] == ["sidecar", "argo-server"]
-    assert containers[1] == {"name": "argo-server", "image": "argo", "args": ["new"]}
-    assert merged["spec"]["replicas"] == 1
-    assert base["spec"]["template"]["spec"]["containers"][1]["args"] == ["server", "--secure=true"]
-    assert merge_partial({"rules": [1, 2, 3]}, {"rules": [4]}) == {"rules": [4]}
-
-
-def test_restore_shape_captures_previous_values_and_absence():
-    live = live_deploy(("server", "--auth-mode=server"))
-    partial = {"spec": {"template": {"spec": {"containers": [{"name": "argo-server", "args": ["x"]}]}}},
-               "metadata": {"annotations": {"new": "v"}}}
-    assert restore_shape(live, partial) == {
-        "spec": {"template": {"spec": {"containers": [{"name": "argo-server", "args": ["server", "--auth-mode=server"]}]}}},
-        "metadata": {"annotations": None}}
-
-
-def test_fields_harden_applied_and_no_longer_declares_are_listed_as_removed():
-    """A profile that stops declaring a field of an object harden owns: the next apply prunes it, so
-    the plan must say so, read from harden's own managedFields entry."""
-    from harden.diff import dropped_fields
-
-    live = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": {"name": "p", "namespace": "argo", "labels": {"a": "1"},
-                         "managedFields": [
-                             {"manager": "harden-x", "operation": "Apply", "fieldsV1": {
-                                 "f:metadata": {"f:labels": {"f:a": {}}},
-                                 "f:spec": {"f:podSelector": {}, "f:egress": {}, "f:policyTypes": {}}}},
-                             {"manager": "someone", "operation": "Update", "fieldsV1": {"f:spec": {"f:ingress": {}}}}]},
-            "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"ports": [{"port": 53}]}],
-                     "ingress": [{}]}}
-    desired = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-               "metadata": {"name": "p", "namespace": "argo", "labels": {"a": "1"}},
-               "spec": {"podSelector": {}, "policyTypes": ["Egress"]}}
-    changes = dropped_fields(desired, live, "harden-x")
-    assert [(c.path, c.before, c.after) for c in changes] == [("spec.egress", [{"ports": [{"port": 53}]}], None)]
-    assert dropped_fields(live, live, "harden-x") == []  # declaring everything drops nothing
-    assert dropped_fields(desired, live, "harden-other") == []  # another stack's fields are not ours
+def test_diff_does_not_change_its_inputs():
+    desired = copy.deepcopy(NETPOL)
+    live = server_defaulted(NETPOL)
+    live["spec"].pop("policyTypes")
+    snapshot = copy.deepcopy((desired, live))
+    diff_fields(desired, live)
+    diff_fields(desired, None)
+    assert (desired, live) == snapshot

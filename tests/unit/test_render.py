@@ -11,7 +11,6 @@ from harden.load import Selected, load_profile, select
 from harden.model import LABEL_MANAGED_BY, LABEL_PROFILE, LABEL_STACK, ResourceKey
 from harden.render import (
     PatchIntent,
-    deep_merge,
     edit_args,
     materialize,
     render,
@@ -311,11 +310,6 @@ def test_materialize_set_reports_leaf_paths():
                                                 "metadata": {"annotations": {"a.b/c": "x"}}}), DEPLOY)
     assert partial["spec"] == {"automountServiceAccountToken": False}
     assert set(paths) == {"spec.automountServiceAccountToken", 'metadata.annotations["a.b/c"]'}
-
-
-def test_deep_merge_overlay_replaces_lists_and_scalars():
-    assert deep_merge({"a": {"b": 1, "c": [1]}, "d": 1}, {"a": {"c": [2]}, "e": 2}) == {
-        "a": {"b": 1, "c": [2]}, "d": 1, "e": 2}
 
 
 def test_patches_render_as_intents_with_substituted_specs():

@@ -12,7 +12,11 @@ from typing import Any
 
 from .checks import run_checks
 from .load import Selection, load_profile, select, stack_name
-from .model import Detected, Finding, Plan, Severity
+from .errors import Diagnostic, Diagnostics, HardenError
+from .graph import Install, find_installs, select_install, shared_roles
+from .impact import needs
+from .model import ChangeKind, Detected, Finding, Plan, Severity
+from .needs import component_specs
 from .observe import ClusterSource, Live, SnapshotSource
 from .plan import detect, kinds_needed, make_plan, predict
 from .render import Rendered, render
@@ -79,8 +83,14 @@ def build_plan(req: Request, *, destroy: bool = False, with_impact: bool = True)
     kinds = kinds_needed(rendered, state)
     live = source.observe(kinds)
     keys = source.merge_keys(kinds)
-    # Parameters the install can tell us (which labels argo-server's pods carry in this layout) are
-    # read from the targets found, unless the user set them; then the profile is rendered again.
+    # Each profile is pointed at one install, found from its workloads; its targets and subjects
+    # come from that install's graph. Then the profile is rendered again, with the graph known.
+    installs = find_installs(live, component_specs())
+    chosen = choose_installs(selection, installs)
+    rendered = [render(sel, selection.stack, chosen.get(sel.profile.name)) if sel.profile.name in chosen else r
+                for sel, r in zip(selection.items, rendered)]
+    # Parameters the install can tell us are read from the targets found, unless the user set
+    # them; then the profile is rendered again.
     detected: list[Detected] = []
     items, again = [], []
     for sel, r in zip(selection.items, rendered):
@@ -88,7 +98,7 @@ def build_plan(req: Request, *, destroy: bool = False, with_impact: bool = True)
         detected += report
         sel = replace(sel, values={**sel.values, **changed}) if changed else sel
         items.append(sel)
-        again.append(render(sel, selection.stack) if changed else r)  # only what detection changed
+        again.append(render(sel, selection.stack, chosen.get(sel.profile.name)) if changed else r)
     selection = replace(selection, items=tuple(items))
     rendered = again
     files = {s.profile.name: s.profile.file for s in selection.items}
@@ -104,6 +114,7 @@ def build_plan(req: Request, *, destroy: bool = False, with_impact: bool = True)
     else:
         plan = make_plan(rendered, live, state, selection.stack, selection=selection.description, profile_files=files,
                          created_at=_now(), keys=keys)
+    refuse_shared_roles(plan, selection, chosen, installs, live)
     findings: list[Finding] = []
     after = predict(live, plan, keys)
     if not destroy:
@@ -111,9 +122,85 @@ def build_plan(req: Request, *, destroy: bool = False, with_impact: bool = True)
         for r in rendered:
             findings += run_checks(r.profile, r.checks, after, files.get(r.profile))
         findings += evaluate_expectations(rendered, after, files)
+    used = sorted({i for i in chosen.values()}, key=lambda i: (i.product, i.name))
+    results = needs.evaluate([(i, [s for s in component_specs() if s.product == i.product]) for i in used],
+                             live.all(), after, plan.actionable,
+                             {k: v for sel in selection.items for k, v in sel.values.items()})
+    findings += need_findings(results, used)
     impact = security_impact(live.all(), after) if with_impact else {}
+    impact = {**impact, "installs": [install_report(i, i in used) for i in installs],
+              "needs": [r.to_dict() for r in results]}
     plan = replace(plan, findings=tuple(findings), impact=impact, detected=tuple(detected))
     return Planned(plan, live, client, backend, state, files)
+
+
+def choose_installs(selection: Selection, installs: list[Install]) -> dict[str, Install]:
+    """The install each profile of a product hardens: the one in its `namespace` (and, when the user
+    names a `release`, that Helm instance). Every profile that cannot be pointed at exactly one
+    install is reported, all at once."""
+    chosen: dict[str, Install] = {}
+    problems: list[Diagnostic] = []
+    for sel in selection.items:
+        product = (sel.profile.data.get("metadata") or {}).get("product")
+        if not product:
+            continue
+        instance = sel.values.get("release") if "release" in sel.given else None
+        try:
+            chosen[sel.profile.name] = select_install(installs, product, str(sel.values.get("namespace")), instance,
+                                                      file=sel.profile.file)
+        except HardenError as exc:
+            problems += [replace(d, summary=f"profile {sel.profile.name!r}: {d.summary}") for d in exc.diagnostics]
+    if problems:
+        raise Diagnostics(problems)
+    return chosen
+
+
+def refuse_shared_roles(plan: Plan, selection: Selection, chosen: dict[str, Install], installs: list[Install],
+                        live: Live) -> None:
+    """A profile never edits a role that subjects outside its install are bound to as well: that
+    would change another install's (or another team's) permissions."""
+    problems: list[Diagnostic] = []
+    files = {s.profile.name: s.profile.file for s in selection.items}
+    for c in plan.actionable:
+        if c.kind is not ChangeKind.PATCH or c.key.kind not in ("Role", "ClusterRole"):
+            continue
+        for profile in c.profiles:
+            install = chosen.get(profile)
+            if install is None:
+                continue
+            others = shared_roles(install, installs, live).get(c.key)
+            if others:
+                problems.append(Diagnostic(
+                    f"profile {profile!r}: {c.key.display()} is bound to {', '.join(sorted(others))} as well as to "
+                    f"the {install.product} install in {install.name}; editing it would change their permissions too",
+                    file=files.get(profile), line=c.source.line,
+                    hint="give the install a role of its own (as its upstream manifests do), then plan again"))
+    if problems:
+        raise Diagnostics(problems)
+
+
+def install_report(install: Install, selected: bool) -> dict:
+    return {"product": install.product, "name": install.name, "selected": selected,
+            "components": [{"name": c.name, "workload": c.workload.display(), "foundBy": c.found_by,
+                            "serviceAccount": c.service_account, "roles": [r.display() for r in c.roles],
+                            "configMap": c.config_map.display() if c.config_map else None}
+                           for c in install.components]}
+
+
+def need_findings(results: list[needs.NeedResult], installs: list[Install]) -> list[Finding]:
+    """A broken need fails the plan (an error finding); one unmet before the plan is a warning."""
+    out: list[Finding] = []
+    for r in results:
+        if r.status is needs.NeedStatus.BROKEN:
+            by = f"; changed by {', '.join(r.broken_by)}" if r.broken_by else ""
+            out.append(Finding("install", f"{r.component}/{r.need}", False, Severity.ERROR,
+                               f"{r.component} of {r.install} needs this ({r.why}): {r.message}{by} [{r.source}]",
+                               kind="need"))
+        elif r.status is needs.NeedStatus.UNMET:
+            out.append(Finding("install", f"{r.component}/{r.need}", False, Severity.WARNING,
+                               f"{r.component} of {r.install} needs this ({r.why}) and did not have it before the "
+                               f"plan either: {r.message} [{r.source}]", kind="need"))
+    return out
 
 
 def evaluate_expectations(rendered: list[Rendered], objs: list[dict], files: dict[str, str]) -> list[Finding]:

@@ -32,6 +32,8 @@ BASE_KINDS: tuple[tuple[str, str], ...] = (
     ("rbac.authorization.k8s.io/v1", "ClusterRole"),
     ("rbac.authorization.k8s.io/v1", "RoleBinding"),
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+    # The API server's own addresses (the `kubernetes` Service's slice), for egress needs and policies.
+    ("discovery.k8s.io/v1", "EndpointSlice"),
 )
 
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "PriorityClass",

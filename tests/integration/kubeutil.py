@@ -17,10 +17,20 @@ from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
-# ../shared/fixtures relative to the repository root (tests/integration -> repo
-# -> its parent). Present in CI and on development machines, not in a plain
-# clone, so every user must go through require_fixture().
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
+
+def _shared_fixtures() -> Path:
+    # shared/fixtures beside the checkout, or beside a directory above it: a git worktree sits
+    # deeper (/work/wt/NAME) than the main checkout (/work/main) next to the same shared/.
+    repo = Path(__file__).resolve().parents[2]
+    for parent in repo.parents:
+        if (parent / "shared" / "fixtures").is_dir():
+            return parent / "shared" / "fixtures"
+    return repo.parent / "shared" / "fixtures"
+
+
+# Present in CI and on development machines, not in a plain clone, so every user must go
+# through require_fixture().
+FIXTURES = _shared_fixtures()
 
 # Field manager used when loading fixtures, distinct from harden's own
 # ("harden") so tests can observe ownership hand-over.

@@ -32,13 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from harden.engine import Request, build_plan
+from harden.kube import KubeClient
+from harden.model import MANAGER, ChangeKind, Obj
+
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "unit" / "golden"
-sys.path.insert(0, str(REPO))
-
-from harden.engine import Request, build_plan  # noqa: E402
-from harden.kube import KubeClient  # noqa: E402
-from harden.model import MANAGER, ChangeKind, Obj  # noqa: E402
 
 
 @dataclass(frozen=True)

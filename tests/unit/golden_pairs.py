@@ -2,8 +2,8 @@
 
 `config` is a body harden's profiles render for the bundled examples; `live` is what the
 kube-apiserver of tests/kube stored for it after a server-side apply with field manager `harden`:
-defaults filled in, managedFields as served. tests/integration/test_golden.py records them again
-and fails when the server's answer drifts from these files.
+defaults filled in, managedFields as served. tests/integration/test_golden_recording.py records
+them again and fails when the server's answer drifts from these files.
 """
 
 from __future__ import annotations

@@ -1,13 +1,17 @@
 """Issue 3 acceptance: harden plan/apply/destroy against the real API server with the Argo
 Workflows quick-start-postgres install in namespace `argo`.
 
-The steps build on each other (apply, then drift, then stale plans, then pruning, then destroy),
-so they share one module-scoped install and state directory and run in file order.
+Every test states its own precondition through a fixture and runs alone or in any order:
+`pristine` puts the install back as shipped (nothing of harden's in it, an empty state directory);
+`applied` is that plus the stack applied. Only the CRDs, slow to establish and never changed by
+harden, are loaded once per module.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import yaml
@@ -28,21 +32,58 @@ STACK = {
         {"profile": "db-egress", "with": {"database": {"namespace": NS, "podSelector": {"app": "postgres"}}}},
     ],
 }
+ROLE = "argo-server-cluster-role"
+# What harden writes in namespaced objects it owns; patched targets are reset by re-applying the install.
+OWNED_KINDS = [("networking.k8s.io/v1", "NetworkPolicy"), ("rbac.authorization.k8s.io/v1", "Role"),
+               ("rbac.authorization.k8s.io/v1", "RoleBinding"), ("v1", "ServiceAccount")]
 
 
 harden = run_harden
 
 
+@dataclass(frozen=True)
+class Env:
+    stack: Path
+    state: Path
+    dir: Path
+    shipped_rules: list  # argo-server-cluster-role's rules as the install ships them
+
+    def run(self, kube, *args: str, stack: Path | None = None):
+        return harden(*args, "-f", str(stack or self.stack), kubeconfig=kube.kubeconfig, state=self.state)
+
+
 @pytest.fixture(scope="module")
-def install(kube, tmp_path_factory):
-    crds = require_fixture("argo-workflows/crds.yaml")
-    quick = require_fixture("argo-workflows/quick-start-postgres.yaml")
-    kube.apply_manifests(crds)
-    kube.apply_manifests(quick, NS)
-    d = tmp_path_factory.mktemp("engine")
-    stack = d / "stack.yaml"
+def quick_start(kube) -> Path:
+    kube.apply_manifests(require_fixture("argo-workflows/crds.yaml"))
+    return require_fixture("argo-workflows/quick-start-postgres.yaml")
+
+
+def _rbac(kube) -> client.RbacAuthorizationV1Api:
+    return client.RbacAuthorizationV1Api(kube.api_client)
+
+
+@pytest.fixture
+def pristine(kube, quick_start, tmp_path) -> Env:
+    """The install as shipped, nothing of harden's in namespace argo (of any stack: another
+    stack's object of the same name would be refused, not planned), and an empty state."""
+    for api_version, kind in OWNED_KINDS:
+        res = kube.dynamic.resources.get(api_version=api_version, kind=kind)
+        for item in res.get(namespace=NS, label_selector="app.kubernetes.io/managed-by=harden").items:
+            res.delete(name=item.metadata.name, namespace=NS)
+    # Force-applying the manifest again takes every patched field (the role's rules) back from
+    # whichever manager changed it, so harden meets the install's own manager as on first contact.
+    kube.apply_manifests(quick_start, NS)
+    stack = tmp_path / "stack.yaml"
     stack.write_text(yaml.safe_dump(STACK))
-    return {"stack": stack, "state": d / "state", "dir": d}
+    rules = [r.to_dict() for r in _rbac(kube).read_cluster_role(ROLE).rules]
+    return Env(stack, tmp_path / "state", tmp_path, rules)
+
+
+@pytest.fixture
+def applied(kube, pristine) -> Env:
+    r = pristine.run(kube, "apply", "--auto-approve")
+    assert r.returncode == 0, r.stdout + r.stderr
+    return pristine
 
 
 def _sar(kube, user: str, verb: str, resource: str, group: str, namespace: str) -> bool:
@@ -52,8 +93,19 @@ def _sar(kube, user: str, verb: str, resource: str, group: str, namespace: str) 
     return client.AuthorizationV1Api(kube.api_client).create_subject_access_review(body).status.allowed
 
 
-def test_plan_shows_changes_and_exits_2(kube, install):
-    r = harden("plan", "-f", str(install["stack"]), "--detailed-exitcode", kubeconfig=kube.kubeconfig, state=install["state"])
+def _add_verb(kube, verb: str) -> None:
+    """Someone edits the role by hand: one more verb on its last rule."""
+    role = _rbac(kube).read_cluster_role(ROLE)
+    role.rules[-1].verbs.append(verb)
+    _rbac(kube).replace_cluster_role(ROLE, role)
+
+
+def _network_policies(kube) -> list[str]:
+    return [p.metadata.name for p in client.NetworkingV1Api(kube.api_client).list_namespaced_network_policy(NS).items]
+
+
+def test_plan_shows_changes_and_exits_2(kube, pristine):
+    r = pristine.run(kube, "plan", "--detailed-exitcode")
     assert r.returncode == 2, r.stdout + r.stderr
     assert "Plan: 8 to add, 2 to change, 0 to destroy." in r.stdout
     assert "+ NetworkPolicy.networking.k8s.io argo/harden-default-deny" in r.stdout
@@ -62,14 +114,14 @@ def test_plan_shows_changes_and_exits_2(kube, install):
     assert "system:serviceaccount:argo:argo-server loses create, update, patch, delete on argoproj.io/workflows" in r.stdout
 
 
-def test_apply_then_plan_is_empty(kube, install):
-    r = harden("apply", "-f", str(install["stack"]), "--auto-approve", kubeconfig=kube.kubeconfig, state=install["state"])
+def test_apply_then_plan_is_empty(kube, pristine):
+    r = pristine.run(kube, "apply", "--auto-approve")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Apply complete! Resources: 8 added, 2 changed, 0 destroyed." in r.stdout
-    r = harden("plan", "-f", str(install["stack"]), "--detailed-exitcode", kubeconfig=kube.kubeconfig, state=install["state"])
+    r = pristine.run(kube, "plan", "--detailed-exitcode")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "No changes." in r.stdout
-    state = json.loads((install["state"] / "it-argo.json").read_text())
+    state = json.loads((pristine.state / "it-argo.json").read_text())
     assert state["serial"] >= 1 and state["lineage"]
     assert len(state["records"]) == 10
     # Objects carry harden's labels and a managedFields entry for the harden manager.
@@ -78,100 +130,87 @@ def test_apply_then_plan_is_empty(kube, install):
     assert any(m.manager == "harden-it-argo" for m in np.metadata.managed_fields)  # one manager per stack
 
 
-def test_server_account_may_list_but_not_create_workflows(kube, install):
+def test_server_account_may_list_but_not_create_workflows(kube, applied):
     user = f"system:serviceaccount:{NS}:argo-server"
     assert _sar(kube, user, "list", "workflows", "argoproj.io", NS)
     assert not _sar(kube, user, "create", "workflows", "argoproj.io", NS)
     assert not _sar(kube, user, "delete", "workflows", "argoproj.io", NS)
 
 
-def test_drift_is_planned_and_restored(kube, install):
-    rbac = client.RbacAuthorizationV1Api(kube.api_client)
-    role = rbac.read_cluster_role("argo-server-cluster-role")
-    role.rules[-1].verbs.append("create")  # someone adds a verb back by hand
-    rbac.replace_cluster_role("argo-server-cluster-role", role)
-    r = harden("plan", "-f", str(install["stack"]), "--detailed-exitcode", kubeconfig=kube.kubeconfig, state=install["state"])
+def test_drift_is_planned_and_restored(kube, applied):
+    _add_verb(kube, "create")
+    r = applied.run(kube, "plan", "--detailed-exitcode")
     assert r.returncode == 2, r.stdout + r.stderr
     assert "~ ClusterRole.rbac.authorization.k8s.io argo-server-cluster-role" in r.stdout
     assert '"create"' in r.stdout
     assert "Plan: 0 to add, 1 to change, 0 to destroy." in r.stdout
     assert "gains create" not in r.stdout and "loses create" in r.stdout
-    r = harden("apply", "-f", str(install["stack"]), "--auto-approve", kubeconfig=kube.kubeconfig, state=install["state"])
+    r = applied.run(kube, "apply", "--auto-approve")
     assert r.returncode == 0, r.stdout + r.stderr
     assert not _sar(kube, f"system:serviceaccount:{NS}:argo-server", "create", "workflows", "argoproj.io", NS)
 
 
-def test_saved_plan_refused_when_object_changed(kube, install):
-    rbac = client.RbacAuthorizationV1Api(kube.api_client)
-    role = rbac.read_cluster_role("argo-server-cluster-role")
-    role.rules[-1].verbs.append("delete")
-    rbac.replace_cluster_role("argo-server-cluster-role", role)
-    planfile = install["dir"] / "drift.plan.json"
-    r = harden("plan", "-f", str(install["stack"]), "--out", str(planfile), kubeconfig=kube.kubeconfig, state=install["state"])
+def test_saved_plan_refused_when_object_changed(kube, applied):
+    _add_verb(kube, "delete")
+    planfile = applied.dir / "drift.plan.json"
+    r = applied.run(kube, "plan", "--out", str(planfile))
     assert r.returncode == 0, r.stdout + r.stderr
     saved = json.loads(planfile.read_text())
     assert saved["summary"]["change"] == 1
     # A hand edit after the plan was saved makes it stale.
-    role = rbac.read_cluster_role("argo-server-cluster-role")
-    role.rules[-1].verbs.append("patch")
-    rbac.replace_cluster_role("argo-server-cluster-role", role)
-    r = harden("apply", str(planfile), kubeconfig=kube.kubeconfig, state=install["state"])
+    _add_verb(kube, "patch")
+    r = harden("apply", str(planfile), kubeconfig=kube.kubeconfig, state=applied.state)
     assert r.returncode == 1
     assert "argo-server-cluster-role" in r.stderr and "since the plan was made" in r.stderr
     assert "Traceback" not in r.stderr
-    after = rbac.read_cluster_role("argo-server-cluster-role")
-    assert "patch" in after.rules[-1].verbs  # nothing was applied
+    assert "patch" in _rbac(kube).read_cluster_role(ROLE).rules[-1].verbs  # nothing was applied
     # A fresh saved plan applies exactly, and is then refused because state moved on.
-    r = harden("plan", "-f", str(install["stack"]), "--out", str(planfile), kubeconfig=kube.kubeconfig, state=install["state"])
+    r = applied.run(kube, "plan", "--out", str(planfile))
     assert r.returncode == 0
-    r = harden("apply", str(planfile), kubeconfig=kube.kubeconfig, state=install["state"])
+    r = harden("apply", str(planfile), kubeconfig=kube.kubeconfig, state=applied.state)
     assert r.returncode == 0, r.stdout + r.stderr
-    r = harden("apply", str(planfile), kubeconfig=kube.kubeconfig, state=install["state"])
+    r = harden("apply", str(planfile), kubeconfig=kube.kubeconfig, state=applied.state)
     assert r.returncode == 1 and "state moved on" in r.stderr
 
 
-def test_dropping_a_profile_plans_deletion(kube, install):
+def test_dropping_a_profile_plans_deletion(kube, applied):
     smaller = dict(STACK, profiles=[p for p in STACK["profiles"] if p["profile"] != "metrics-ingress"])
-    stack = install["dir"] / "smaller.yaml"
+    stack = applied.dir / "smaller.yaml"
     stack.write_text(yaml.safe_dump(smaller))
-    r = harden("plan", "-f", str(stack), "--detailed-exitcode", kubeconfig=kube.kubeconfig, state=install["state"])
+    r = applied.run(kube, "plan", "--detailed-exitcode", stack=stack)
     assert r.returncode == 2, r.stdout + r.stderr
     assert "- NetworkPolicy.networking.k8s.io argo/harden-allow-metrics-ingress" in r.stdout
     assert "Plan: 0 to add, 0 to change, 1 to destroy." in r.stdout
-    r = harden("apply", "-f", str(stack), "--auto-approve", kubeconfig=kube.kubeconfig, state=install["state"])
+    r = applied.run(kube, "apply", "--auto-approve", stack=stack)
     assert r.returncode == 0, r.stdout + r.stderr
-    names = [p.metadata.name for p in client.NetworkingV1Api(kube.api_client).list_namespaced_network_policy(NS).items]
-    assert "harden-allow-metrics-ingress" not in names
-    r = harden("apply", "-f", str(install["stack"]), "--auto-approve", kubeconfig=kube.kubeconfig, state=install["state"])
+    assert "harden-allow-metrics-ingress" not in _network_policies(kube)
+
+
+def test_apply_without_terminal_or_approval_refuses(kube, pristine):
+    """Changes are pending and stdin is no terminal (a pipe): apply shows the plan, refuses, and
+    writes nothing, neither to the cluster nor to state."""
+    r = pristine.run(kube, "apply")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "Plan: 8 to add, 2 to change, 0 to destroy." in r.stdout
+    message = " ".join(r.stderr.split())
+    assert "refusing to perform these actions without confirmation: no terminal to ask on" in message
+    assert "--auto-approve" in message
+    assert "Traceback" not in r.stderr
+    assert not [n for n in _network_policies(kube) if n.startswith("harden-")]
+    assert [x.to_dict() for x in _rbac(kube).read_cluster_role(ROLE).rules] == pristine.shipped_rules
+    assert not (pristine.state / "it-argo.json").exists()
+
+
+def test_destroy_leaves_nothing_labelled_and_restores_roles(kube, applied):
+    r = applied.run(kube, "destroy", "--auto-approve")
     assert r.returncode == 0, r.stdout + r.stderr
-
-
-def test_apply_without_terminal_or_approval_refuses(kube, install):
-    r = harden("apply", "-f", str(install["stack"]), kubeconfig=kube.kubeconfig, state=install["state"])
-    # No changes pending is fine either way; force a change so confirmation is needed.
-    if r.returncode == 0:
-        rbac = client.RbacAuthorizationV1Api(kube.api_client)
-        role = rbac.read_cluster_role("argo-server-cluster-role")
-        role.rules[-1].verbs.append("update")
-        rbac.replace_cluster_role("argo-server-cluster-role", role)
-        r = harden("apply", "-f", str(install["stack"]), kubeconfig=kube.kubeconfig, state=install["state"])
-    assert r.returncode == 1
-    assert "--auto-approve" in r.stderr
-    assert "update" in client.RbacAuthorizationV1Api(kube.api_client).read_cluster_role("argo-server-cluster-role").rules[-1].verbs
-
-
-def test_destroy_leaves_nothing_labelled_and_restores_roles(kube, install):
-    r = harden("destroy", "-f", str(install["stack"]), "--auto-approve", kubeconfig=kube.kubeconfig, state=install["state"])
-    assert r.returncode == 0, r.stdout + r.stderr
-    dyn = kube.dynamic
-    for api_version, kind in [("networking.k8s.io/v1", "NetworkPolicy"), ("rbac.authorization.k8s.io/v1", "Role"),
-                              ("rbac.authorization.k8s.io/v1", "RoleBinding"), ("v1", "ServiceAccount")]:
-        items = dyn.resources.get(api_version=api_version, kind=kind).get(
-            label_selector="app.kubernetes.io/managed-by=harden").items
+    for api_version, kind in OWNED_KINDS:
+        items = kube.dynamic.resources.get(api_version=api_version, kind=kind).get(
+            label_selector="app.kubernetes.io/managed-by=harden,harden.dev/stack=it-argo").items
         assert items == [], f"{kind} still labelled as harden's: {[i.metadata.name for i in items]}"
     # The role's rules went back to what they were before harden first changed them.
-    role = client.RbacAuthorizationV1Api(kube.api_client).read_cluster_role("argo-server-cluster-role")
-    assert "create" in role.rules[-1].verbs and "delete" in role.rules[-1].verbs
+    role = _rbac(kube).read_cluster_role(ROLE)
+    assert [x.to_dict() for x in role.rules] == applied.shipped_rules
     assert not any(m.manager == "harden-it-argo" and m.fields_v1 and "f:rules" in m.fields_v1 for m in role.metadata.managed_fields)
-    state = json.loads((install["state"] / "it-argo.json").read_text())
+    state = json.loads((applied.state / "it-argo.json").read_text())
     assert state["records"] == {}

@@ -159,8 +159,13 @@ def test_unknown_context(tmp_path):
     assert "--context" in out and "get-contexts" in out
 
 
-def test_apply_without_terminal_or_approval_refuses(tmp_path):
-    kubeconfig = write(tmp_path, "kc", "apiVersion: v1\nkind: Config\n")
-    code, out = run("apply", "--profile", "read-only-server", "--kubeconfig", str(tmp_path / "missing"), state=tmp_path / "s")
-    assert code == 1  # fails on the kubeconfig before it would ever ask
-    assert kubeconfig  # (a real refusal without --auto-approve is covered against the API server)
+def test_apply_with_a_missing_kubeconfig_stops_before_planning_or_asking(tmp_path):
+    """Bad input ends apply before any plan is shown or confirmation asked for, and no state is
+    written. (The refusal without a terminal or --auto-approve needs a cluster to plan against:
+    tests/integration/test_engine.py::test_apply_without_terminal_or_approval_refuses.)"""
+    missing, state = tmp_path / "missing", tmp_path / "s"
+    code, out = run("apply", "--profile", "read-only-server", "--kubeconfig", str(missing), state=state)
+    assert code == 1
+    assert f"kubeconfig not found: {missing}" in out
+    assert "Plan:" not in out and "confirmation" not in out
+    assert not list(state.glob("*.json"))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 from types import MappingProxyType
 
-from served import DEPLOY, live_deploy, served
+from golden_pairs import pair
+from deployments import DEPLOY, live_deploy
 
 from harden.diff import diff_fields as diff_with
 from harden.fieldpath import split_path
@@ -16,36 +17,32 @@ from harden.model import FieldChange
 def diff_fields(desired, live):
     return diff_with(desired, live, BUILTIN)
 
-NETPOL = {
-    "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-    "metadata": {"name": "harden-allow-metrics-ingress", "namespace": "argo",
-                 "labels": {"app.kubernetes.io/managed-by": "harden"}},
-    "spec": {
-        "podSelector": {"matchLabels": {"app": "workflow-controller"}},
-        "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
-                               "podSelector": {"matchLabels": {}}}],
-                     "ports": [{"port": 9090}]}],
-    },
-}
+# A policy that leaves the protocol of its port, its policyTypes and an empty matchLabels to the
+# server (tests/golden/server-defaults.yaml), and what the real API server stored for it.
+NETPOL = pair("server-defaults", "NetworkPolicy", "argo", "harden-golden-ingress-defaults").config
 
 
 def server_defaulted(desired):
-    return served(desired, rv="4711", manager="harden")
+    """The recorded live object for `desired` (a fresh copy each call)."""
+    assert desired == NETPOL, "the recorded live object belongs to NETPOL only"
+    return pair("server-defaults", "NetworkPolicy", "argo", "harden-golden-ingress-defaults").live
 
 
 def test_server_defaulted_networkpolicy_diffs_empty():
+    assert "policyTypes" not in NETPOL["spec"] and "protocol" not in NETPOL["spec"]["ingress"][0]["ports"][0]
     live = server_defaulted(NETPOL)
     assert live["spec"]["policyTypes"] == ["Ingress"]
     assert live["spec"]["ingress"][0]["ports"] == [{"port": 9090, "protocol": "TCP"}]
+    assert live["spec"]["ingress"][0]["from"][0]["podSelector"] == {}  # empty matchLabels dropped
     assert diff_fields(NETPOL, live) == []
 
 
 def test_egress_only_policy_defaults_policy_types_to_both():
-    desired = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "e", "namespace": "a"},
-               "spec": {"podSelector": {}, "egress": [{"ports": [{"port": 53, "protocol": "UDP"}]}]}}
-    live = server_defaulted(desired)
-    assert live["spec"]["policyTypes"] == ["Ingress", "Egress"]
-    assert diff_fields(desired, live) == []
+    egress = pair("server-defaults", "NetworkPolicy", "argo", "harden-golden-egress-defaults")
+    assert "policyTypes" not in egress.config["spec"]
+    assert egress.live["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert egress.live["spec"]["egress"][0]["ports"] == [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]
+    assert diff_fields(egress.config, egress.live) == []
 
 
 def test_extra_ingress_rule_from_someone_else_is_drift():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from served import live_deploy
+from deployments import live_deploy
 
 from harden.mergekeys import ATOMIC_ONLY, BUILTIN, MergeKeys
 from harden.merge import merge_partial, restore_shape, select_paths

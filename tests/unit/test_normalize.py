@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from served import live_deploy
+from deployments import live_deploy
 
 from harden.normalize import NORMALIZERS, drop_empty, normalize, normalizes
 

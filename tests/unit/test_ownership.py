@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from served import DEPLOY, live_deploy
+from deployments import DEPLOY, live_deploy
 
 from harden.diff import diff_fields
 from harden.mergekeys import ATOMIC_ONLY, BUILTIN, MergeKeys

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from served import served
+from golden_pairs import live_as_served
 
 from harden.errors import Diagnostics
 from harden.load import select
@@ -18,7 +18,9 @@ from harden.plan import make_plan, predict, record_for
 from harden.render import render
 from harden.state import Record, State
 
-STACK = "st"
+# The example stack's name: rendered here with the same values, its objects are the bodies the
+# golden pairs recorded, so the live copies below are what the real API server stored for them.
+STACK = "argo-quick-start"
 NP_GROUP = "networking.k8s.io"
 
 
@@ -32,7 +34,7 @@ def live_of(*objs, kind="snapshot"):
 
 
 def server_copy(body, rv="100"):
-    return served(body, rv=rv)
+    return live_as_served(body, rv=rv)
 
 
 def only_change(plan):

@@ -126,7 +126,7 @@ def build_plan(req: Request, *, destroy: bool = False, with_impact: bool = True)
     results = needs.evaluate([(i, [s for s in component_specs() if s.product == i.product]) for i in used],
                              live.all(), after, plan.actionable,
                              {k: v for sel in selection.items for k, v in sel.values.items()})
-    findings += need_findings(results, used)
+    findings += need_findings(results, selection)
     impact = security_impact(live.all(), after) if with_impact else {}
     impact = {**impact, "installs": [install_report(i, i in used) for i in installs],
               "needs": [r.to_dict() for r in results]}
@@ -187,15 +187,20 @@ def install_report(install: Install, selected: bool) -> dict:
                            for c in install.components]}
 
 
-def need_findings(results: list[needs.NeedResult], installs: list[Install]) -> list[Finding]:
-    """A broken need fails the plan (an error finding); one unmet before the plan is a warning."""
+def need_findings(results: list[needs.NeedResult], selection: Selection) -> list[Finding]:
+    """A broken need fails the plan (an error finding); one unmet before the plan is a warning.
+    An allow-profile selected without the profile it `requires` is named as the likely cause."""
     out: list[Finding] = []
+    selected = {s.profile.name for s in selection.items}
+    missing = sorted({f"{s.profile.name} needs {r}" for s in selection.items
+                      for r in (s.profile.data.get("metadata") or {}).get("requires") or [] if r not in selected})
     for r in results:
         if r.status is needs.NeedStatus.BROKEN:
             by = f"; changed by {', '.join(r.broken_by)}" if r.broken_by else ""
+            hint = f"; select the profiles it relies on ({', '.join(missing)})" if missing else ""
             out.append(Finding("install", f"{r.component}/{r.need}", False, Severity.ERROR,
-                               f"{r.component} of {r.install} needs this ({r.why}): {r.message}{by} [{r.source}]",
-                               kind="need"))
+                               f"{r.component} of {r.install} needs this ({r.why}): {r.message}{by}{hint} "
+                               f"[{r.source}]", kind="need"))
         elif r.status is needs.NeedStatus.UNMET:
             out.append(Finding("install", f"{r.component}/{r.need}", False, Severity.WARNING,
                                f"{r.component} of {r.install} needs this ({r.why}) and did not have it before the "

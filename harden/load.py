@@ -127,10 +127,15 @@ def parse_profile(doc: Document) -> Profile:
     target_ids = {t["id"] for t in data.get("targets", [])}
     # Secrets stay out of harden's reach: their values would land in plans and state.
     for i, obj in enumerate(data.get("objects", [])):
+        # The one Secret harden may own: a service account's token Secret, which holds no value a
+        # profile writes (the token controller fills it in; observe redacts it like any Secret).
+        if obj.get("kind") == "Secret" and obj.get("type") == SA_TOKEN_TYPE and not ({"data", "stringData"} & set(obj)):
+            continue
         if obj.get("kind") == "Secret":
             problems.append(Diagnostic("harden does not manage Secrets (their values would appear in plans and state)",
                                        file=doc.file, line=doc.line_of(("objects", i, "kind")), field=f"objects[{i}].kind",
-                                       hint="create Secrets with your secret manager; reference them by name"))
+                                       hint="create Secrets with your secret manager; reference them by name (harden owns only "
+                                            "kubernetes.io/service-account-token Secrets, without data)"))
     for i, t in enumerate(data.get("targets", [])):
         for j, c in enumerate(t.get("candidates", [])):
             if c.get("kind") == "Secret":
@@ -139,7 +144,11 @@ def parse_profile(doc: Document) -> Profile:
                                            field=f"targets[{i}].candidates[{j}].kind",
                                            hint="patch the objects that use the Secret instead"))
     for i, decl in enumerate(data.get("parameters", [])):
-        if "detect" in decl and decl["detect"]["target"] not in target_ids:
+        if "detect" in decl and "target" not in decl["detect"] and decl["detect"]["from"] in ("podSelector", "namespace"):
+            problems.append(Diagnostic(f"parameter {decl['name']!r} detects {decl['detect']['from']} but names no target",
+                                       file=doc.file, line=doc.line_of(("parameters", i, "detect")),
+                                       field=f"parameters[{i}].detect", hint="add target: ID"))
+        elif "detect" in decl and "target" in decl["detect"] and decl["detect"]["target"] not in target_ids:
             problems.append(Diagnostic(f"parameter {decl['name']!r} detects from unknown target {decl['detect']['target']!r}",
                                        file=doc.file, line=doc.line_of(("parameters", i, "detect")),
                                        field=f"parameters[{i}].detect.target",
@@ -154,6 +163,7 @@ def parse_profile(doc: Document) -> Profile:
     return profile
 
 
+SA_TOKEN_TYPE = "kubernetes.io/service-account-token"
 _GRAPH_REF = re.compile(r"\$\{graph\.([-a-z0-9]+)\.([A-Za-z]+)\}")
 GRAPH_FIELDS = ("subject", "serviceAccount", "namespace", "podLabels", "selector", "name")
 

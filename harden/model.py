@@ -98,6 +98,7 @@ class Phase(str, enum.Enum):
     Writes go before removals.
     """
 
+    PREPARE = "prepare"      # service accounts, before the token Secrets and bindings naming them
     WRITE = "write"          # objects and patches that grant or allow
     ISOLATE = "isolate"      # default-deny policies, once their allowances are in
     UNISOLATE = "unisolate"  # default-deny policies going away, before their allowances

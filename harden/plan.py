@@ -101,6 +101,15 @@ def detect(selected: Selected, rendered: Rendered, live: Live) -> tuple[dict[str
         how = decl.get("detect")
         if not how or name in selected.given:
             continue
+        if how["from"] in ("apiServerAddresses", "apiServerPorts"):
+            found = api_server_endpoints(live)
+            if found is None:
+                continue
+            value: Any = found[0] if how["from"] == "apiServerAddresses" else found[1]
+            report.append(Detected(rendered.profile, name, value, "EndpointSlice default/kubernetes"))
+            if value != selected.values.get(name):
+                changed[name] = value
+            continue
         res = resolve_target(targets[how["target"]], live)
         if res.obj is None:
             continue
@@ -114,6 +123,20 @@ def detect(selected: Selected, rendered: Rendered, live: Live) -> tuple[dict[str
         if value != selected.values.get(name):
             changed[name] = value
     return changed, report
+
+
+def api_server_endpoints(live: Live) -> tuple[list[str], list[int]] | None:
+    """Where the API server really listens: the addresses (as /32 or /128 CIDRs) and ports of the
+    `kubernetes` Service's EndpointSlice in `default`, which the API server maintains itself
+    (kubernetes/kubernetes pkg/controlplane/reconcilers). None when it was not observed."""
+    for obj in live.of_kind("EndpointSlice", "default"):
+        if ((obj.get("metadata") or {}).get("labels") or {}).get("kubernetes.io/service-name") != "kubernetes":
+            continue
+        addrs = sorted({a for e in obj.get("endpoints") or [] for a in e.get("addresses") or []})
+        ports = sorted({int(p["port"]) for p in obj.get("ports") or [] if p.get("port")})
+        if addrs and ports:
+            return [f"{a}/128" if ":" in a else f"{a}/32" for a in addrs], ports
+    return None
 
 
 def make_plan(rendered: list[Rendered], live: Live, state: State, stack: str, *,
@@ -218,6 +241,9 @@ def _phased(change: Change) -> Change:
     deny = _is_default_deny(change)
     if change.action in (Action.DELETE, Action.RELEASE):
         phase = Phase.UNISOLATE if deny else Phase.REMOVE
+    elif change.key.kind == "ServiceAccount":
+        # The token controller deletes a token Secret whose service account does not exist yet.
+        phase = Phase.PREPARE
     else:
         phase = Phase.ISOLATE if deny else Phase.WRITE
     return replace(change, phase=phase)

@@ -234,6 +234,8 @@ def render(selected: Selected, stack: str, install: Install | None = None) -> Re
         # `forEach: {parameter: namespaces, as: ns}` renders the object once per list item, `${ns}` bound to it.
         loop = raw.get("forEach")
         items = [None] if not loop else list(raw_values.get(loop["parameter"]) or [])
+        if loop and not items and loop.get("ifEmpty"):
+            items = [raw_values.get(loop["ifEmpty"])]
         for item in items:
             v, t = values, texts
             if loop:

@@ -25,6 +25,7 @@ import yaml
 from ..graph import Component, ComponentSpec, Install, resolve_name
 from ..model import Action, Change, Obj, ResourceKey
 from . import netpol, rbac
+from .selectors import selector_matches
 
 # CoreDNS / kube-dns pods: label k8s-app=kube-dns in kube-system
 # (kubernetes/kubernetes cluster/addons/dns/coredns/coredns.yaml.base: Deployment coredns,
@@ -123,7 +124,8 @@ class _Subject:
         return netpol.PodEndpoint(self.namespace, self.labels, self.ports)
 
 
-def _subjects(spec: ComponentSpec, install: Install, state: _State) -> list[_Subject]:
+def _subjects(spec: ComponentSpec, install: Install, state: _State,
+              namespaces: Sequence[str] = ()) -> list[_Subject]:
     comp = install.component(spec.name)
     if comp is not None:
         group = next((g for g in state.net.groups if g.namespace == comp.namespace
@@ -137,7 +139,8 @@ def _subjects(spec: ComponentSpec, install: Install, state: _State) -> list[_Sub
     executor_sa = str(((spec_defaults.get("executor") or {}).get("serviceAccountName")) or workflow_sa)
     sa = executor_sa if spec.pods.get("serviceAccount") == "executor" else workflow_sa
     labels = tuple(sorted((str(k), str(v)) for k, v in (spec.pods.get("labels") or {}).items()))
-    return [_Subject(spec.name, install.namespace, sa, labels, (), None)]
+    # Pods a controller creates run wherever workflows run: each namespace is checked.
+    return [_Subject(spec.name, ns, sa, labels, (), None) for ns in (namespaces or [install.namespace])]
 
 
 def _names(install: Install, state: _State, subject: _Subject) -> dict[str, str]:
@@ -149,7 +152,38 @@ def _names(install: Install, state: _State, subject: _Subject) -> dict[str, str]
             "namespace": install.namespace}
 
 
-def _condition(when: str | None, install: Install, state: _State) -> bool:
+def _config(state: _State, install: Install, key: str) -> Any:
+    """A key of the controller's ConfigMap in this state, parsed (its values are YAML documents)."""
+    ctl = next((c for c in install.components if c.config_map), None)
+    obj = state.by_key.get(ctl.config_map) if ctl and ctl.config_map else None
+    text = ((obj or {}).get("data") or {}).get(key)
+    try:
+        return yaml.safe_load(text) if isinstance(text, str) else None
+    except yaml.YAMLError:
+        return None
+
+
+def _args_in(state: _State, comp: Component | None) -> tuple[str, ...]:
+    """The component's container args as they are in this state (a plan may change them)."""
+    obj = state.by_key.get(comp.workload) if comp else None
+    if obj is None:
+        return comp.args if comp else ()
+    pod = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+    return tuple(str(x) for c in pod.get("containers") or [] for x in (c.get("command") or []) + (c.get("args") or []))
+
+
+def _flag_values(args: Sequence[str], name: str) -> list[str]:
+    out = []
+    for i, a in enumerate(args):
+        if a == name and i + 1 < len(args):
+            out.append(args[i + 1])
+        elif a.startswith(name + "="):
+            out.append(a[len(name) + 1:])
+    return out
+
+
+# Conditions a need may carry (`when:`), each read from the state being evaluated.
+def _condition(when: str | None, install: Install, state: _State) -> bool | None:
     if not when:
         return True
     spec_defaults = _workflow_defaults(state, install).get("spec") or {}
@@ -157,11 +191,21 @@ def _condition(when: str | None, install: Install, state: _State) -> bool:
         return spec_defaults.get("automountServiceAccountToken") is False
     if when == "executorServiceAccountSet":
         return bool((spec_defaults.get("executor") or {}).get("serviceAccountName"))
+    if when == "persistence":
+        # argoproj/argo-workflows config/config.go: the `persistence` key of the controller ConfigMap.
+        return bool(_config(state, install, "persistence"))
+    server = install.component("argo-server")
+    if when == "ssoAuthMode":
+        # argoproj/argo-workflows cmd/argo/commands/server.go: --auth-mode is repeatable; `sso` enables SSO.
+        return "sso" in _flag_values(_args_in(state, server), "--auth-mode")
+    if when == "ssoRbac":
+        sso = _config(state, install, "sso")
+        return "sso" in _flag_values(_args_in(state, server), "--auth-mode") and \
+            isinstance(sso, dict) and bool((sso.get("rbac") or {}).get("enabled"))
     if when.startswith("flag:"):
         name, _, value = when[5:].partition("=")
-        comps = [c for c in install.components if c.flag_values(name)]
-        return any(value in c.flag_values(name) for c in comps)
-    return True
+        return any(value in _flag_values(_args_in(state, c), name) for c in install.components)
+    return None
 
 
 def _managed_namespace(install: Install, subject: _Subject, before: _State) -> str | None:
@@ -176,6 +220,16 @@ def _managed_namespace(install: Install, subject: _Subject, before: _State) -> s
     if comp is None:
         return subject.namespace
     return install.namespace
+
+
+def _parameter(parameters: Mapping[str, Any], name: str) -> Any:
+    """A destination or source a profile parameter names: `NAME` itself (a peer), or the pair
+    `NAMENamespace` + `NAMELabels` (as metrics-ingress names Prometheus)."""
+    if parameters.get(name):
+        return parameters[name]
+    if parameters.get(f"{name}Namespace"):
+        return {"namespace": parameters[f"{name}Namespace"], "podSelector": parameters.get(f"{name}Labels") or {}}
+    return None
 
 
 def _flow_target(need: Mapping[str, Any], install: Install, state: _State,
@@ -200,7 +254,7 @@ def _flow_target(need: Mapping[str, Any], install: Install, state: _State,
         ports = group.ports if group else ()
         return [netpol.PodEndpoint(other.namespace, other.pod_labels, ports)], str(port) if port else None, ""
     if to.startswith("parameter:"):
-        value = parameters.get(to.split(":", 1)[1])
+        value = _parameter(parameters, to.split(":", 1)[1])
         if not value:
             return [], None, f"no selected profile names the {to.split(':', 1)[1]}"
         if isinstance(value, dict) and "cidr" in value:
@@ -217,6 +271,12 @@ def _flow_target(need: Mapping[str, Any], install: Install, state: _State,
 def _holds(need: Mapping[str, Any], install: Install, subject: _Subject, state: _State, before: _State,
            parameters: Mapping[str, Any]) -> tuple[bool | None, str]:
     """(True/False, message) or (None, why it cannot be decided)."""
+    sub = next((need[k] for k in ("permission", "flow", "object", "probe") if k in need), {})
+    applies = _condition(sub.get("when") or need.get("when"), install, state)
+    if applies is None:
+        return None, f"unknown condition {sub.get('when') or need.get('when')!r}"
+    if not applies:
+        return True, f"not needed here ({sub.get('when') or need.get('when')} does not hold)"
     if "permission" in need:
         p = need["permission"]
         scope = p.get("scope", "own")
@@ -225,6 +285,8 @@ def _holds(need: Mapping[str, Any], install: Install, subject: _Subject, state: 
         decision = rbac.check(state.rbac, subject.subject, p["verb"], p["resource"], ns, p.get("resourceName"))
         where = f" in {ns}" if ns else " cluster-wide"
         return decision.allowed, f"{subject.subject} {'may' if decision.allowed else 'may not'} {p['verb']} {p['resource']}{where}"
+    if "flow" in need and "from" in need["flow"]:
+        return _ingress(need["flow"], install, subject, state, parameters)
     if "flow" in need:
         f = need["flow"]
         dsts, port, unknown = _flow_target(f, install, state, parameters)
@@ -250,8 +312,6 @@ def _holds(need: Mapping[str, Any], install: Install, subject: _Subject, state: 
         return True, f"{subject.name} reaches {f.get('to')} on {text_port}"
     if "object" in need:
         o = need["object"]
-        if not _condition(o.get("when"), install, state):
-            return True, f"not needed here ({o.get('when')} does not hold)"
         comp = subject.component
         names = _names(install, state, subject)
         name = resolve_name(str(o["name"]), comp, names) if comp else _resolve_plain(str(o["name"]), names)
@@ -262,6 +322,35 @@ def _holds(need: Mapping[str, Any], install: Install, subject: _Subject, state: 
     if "probe" in need:
         return _probe(need["probe"], subject, state)
     return None, "need of an unknown kind"
+
+
+def _ingress(f: Mapping[str, Any], install: Install, subject: _Subject, state: _State,
+             parameters: Mapping[str, Any]) -> tuple[bool | None, str]:
+    """Another party reaches this component (e.g. Prometheus scraping its metrics port)."""
+    src_spec = str(f["from"])
+    if src_spec.startswith("component:"):
+        other = install.component(src_spec.split(":", 1)[1])
+        if other is None:
+            return None, f"{src_spec} is not part of this install"
+        src: netpol.Endpoint = netpol.PodEndpoint(other.namespace, other.pod_labels)
+    elif src_spec.startswith("parameter:"):
+        value = _parameter(parameters, src_spec.split(":", 1)[1])
+        if not isinstance(value, dict):
+            return None, f"no selected profile names the {src_spec.split(':', 1)[1]}"
+        if "cidr" in value:
+            src = netpol.CidrEndpoint(ipaddress.ip_network(value["cidr"], strict=False))
+        else:
+            src = netpol.PodEndpoint(value.get("namespace") or install.namespace,
+                                     tuple(sorted((value.get("podSelector") or {}).items())))
+    else:
+        return None, f"unknown flow source {src_spec!r}"
+    try:
+        number, proto = netpol.parse_port(str(f.get("port")))
+        d = state.net.evaluate(src, subject.endpoint, number, proto)
+    except ValueError as exc:
+        return None, str(exc)
+    return d.allowed, f"{src.key} {'reaches' if d.allowed else 'cannot reach'} {subject.name} on {f.get('port')}" + (
+        "" if d.allowed else f": {d.reason}")
 
 
 def _resolve_plain(template: str, names: Mapping[str, str]) -> str:
@@ -307,15 +396,40 @@ def _probe(p: Mapping[str, Any], subject: _Subject, state: _State) -> tuple[bool
                 + ("" if ok else f"; it must use {want}, or the pods never become Ready"))
 
 
-def _culprits(need: Mapping[str, Any], subject: _Subject, changes: Iterable[Change]) -> tuple[str, ...]:
-    kinds = {"permission": {"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding", "ServiceAccount",
-                            "ConfigMap"},
-             "flow": {"NetworkPolicy"}, "object": {"Secret", "ServiceAccount", "ConfigMap"},
-             "probe": {"Deployment", "StatefulSet"}}
-    kind = next((k for k in kinds if k in need), "")
-    out = [c.key.display() + f" ({', '.join(c.profiles)})" for c in changes
-           if c.action is not Action.NOOP and c.key.kind in kinds.get(kind, set())]
-    return tuple(out)
+def _culprits(need: Mapping[str, Any], before: _Subject, after: _Subject, changes: Iterable[Change],
+              b: _State, a: _State) -> tuple[str, ...]:
+    """The changes that break a need: those touching what the need depends on, for this subject."""
+    def related(c: Change) -> bool:
+        obj = a.by_key.get(c.key) or b.by_key.get(c.key) or {}
+        if "flow" in need:
+            if c.key.kind != "NetworkPolicy":
+                return False
+            selector = (obj.get("spec") or {}).get("podSelector") or {}
+            return c.key.namespace == after.namespace and selector_matches(selector, dict(after.labels))
+        if before.service_account != after.service_account and c.key.kind in ("ConfigMap", "ServiceAccount"):
+            return True  # the pods run as another service account now
+        if "permission" in need:
+            if c.key.kind in ("RoleBinding", "ClusterRoleBinding"):
+                return any(s.get("kind") == "ServiceAccount" and s.get("name") == after.service_account
+                           for s in (obj.get("subjects") or []))
+            if c.key.kind in ("Role", "ClusterRole"):
+                roles = {ResourceKey(c.key.group, c.key.kind, c.key.namespace, c.key.name)}
+                return any(k.kind in ("RoleBinding", "ClusterRoleBinding") and _role_of(o) in roles
+                           and any(s.get("name") == after.service_account for s in o.get("subjects") or [])
+                           for state in (a, b) for k, o in state.by_key.items())
+            return False
+        if "object" in need:
+            return c.key.kind in ("ConfigMap", need["object"].get("kind"))
+        return c.key == (after.component.workload if after.component else None)
+
+    return tuple(f"{c.key.display()} ({', '.join(c.profiles)})" for c in changes
+                 if c.action is not Action.NOOP and related(c))
+
+
+def _role_of(binding: Obj) -> ResourceKey | None:
+    ref = binding.get("roleRef") or {}
+    ns = "" if ref.get("kind") == "ClusterRole" else (binding.get("metadata") or {}).get("namespace", "")
+    return ResourceKey("rbac.authorization.k8s.io", str(ref.get("kind", "")), ns, str(ref.get("name", "")))
 
 
 def evaluate(installs: Sequence[tuple[Install, Sequence[ComponentSpec]]], before: Sequence[Obj],
@@ -325,8 +439,9 @@ def evaluate(installs: Sequence[tuple[Install, Sequence[ComponentSpec]]], before
     out: list[NeedResult] = []
     for install, specs in installs:
         for spec in specs:
-            for subject in _subjects(spec, install, b):
-                after_subject = next(iter(_subjects(spec, install, a)), subject)
+            namespaces = [str(n) for n in parameters.get("workflowNamespaces") or []]
+            for subject, after_subject in zip(_subjects(spec, install, b, namespaces),
+                                              _subjects(spec, install, a, namespaces)):
                 for need in spec.needs:
                     held, _ = _holds(need, install, subject, b, b, parameters)
                     holds, message = _holds(need, install, after_subject, a, b, parameters)
@@ -339,7 +454,8 @@ def evaluate(installs: Sequence[tuple[Install, Sequence[ComponentSpec]]], before
                         status = NeedStatus.UNMET
                     else:
                         status = NeedStatus.BROKEN
-                    culprits = _culprits(need, subject, changes) if status is NeedStatus.BROKEN else ()
+                    culprits = (_culprits(need, subject, after_subject, changes, b, a)
+                                if status is NeedStatus.BROKEN else ())
                     out.append(NeedResult(install.name, spec.name, str(need.get("id")), kind, status, message,
                                           str(need.get("why", "")), str(need.get("source", "")), culprits))
     return out

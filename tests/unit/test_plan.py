@@ -15,6 +15,8 @@ from harden.load import select
 from harden.model import Action, ChangeKind, FieldChange, Phase, ResourceKey, Restore
 from harden.observe import Live
 from harden.plan import make_plan, predict, record_for
+from harden.graph import find_installs, select_install
+from harden.needs import component_specs
 from harden.render import render
 from harden.state import Record, State
 
@@ -24,13 +26,41 @@ STACK = "argo-quick-start"
 NP_GROUP = "networking.k8s.io"
 
 
-def rendered(profiles, sets=()):
+# The install the profiles are pointed at: argo-server and the controller as the upstream
+# manifests label them, argo-server's service account bound to its ClusterRole (CLUSTER_ROLE below).
+def _deployment(name, sa, containers=None):
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": "argo", "resourceVersion": "1"},
+            "spec": {"selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"serviceAccountName": sa,
+                                           "containers": containers or [{"name": name, "args": []}]}}}}
+
+
+INSTALL = [
+    _deployment("argo-server", "argo-server", [{"name": "argo-server", "args": ["server"]}]),
+    _deployment("workflow-controller", "argo"),
+    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+     "metadata": {"name": "argo-server-binding", "resourceVersion": "1"},
+     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "argo-server-cluster-role"},
+     "subjects": [{"kind": "ServiceAccount", "name": "argo-server", "namespace": "argo"}]},
+]
+
+
+def rendered(profiles, sets=(), graph_of=None):
+    """The profiles rendered against the install graph of `graph_of` (default: INSTALL with
+    argo-server's ClusterRole and the controller's ConfigMap)."""
     sel = select(list(profiles), None, list(sets))
-    return [render(s, STACK) for s in sel.items]
+    live = graph_of or live_of(CLUSTER_ROLE, CONTROLLER_CM)
+    installs = find_installs(live, component_specs())
+    install = select_install(installs, "argo-workflows", "argo") if installs else None
+    return [render(s, STACK, install) for s in sel.items]
 
 
-def live_of(*objs, kind="snapshot"):
-    return Live({ResourceKey.of(o): copy.deepcopy(o) for o in objs}, source={"kind": kind})
+def live_of(*objs, kind="snapshot", install=True):
+    """Live objects: `objs` over the install's workloads and bindings (unless install=False)."""
+    base = INSTALL if install else []
+    return Live({ResourceKey.of(o): copy.deepcopy(o) for o in [*base, *objs]}, source={"kind": kind})
 
 
 def server_copy(body, rv="100"):
@@ -131,6 +161,9 @@ CLUSTER_ROLE = {
               {"apiGroups": ["argoproj.io"], "resources": ["workflows"], "verbs": ["create", "get"]}],
 }
 ROLE_KEY = ResourceKey("rbac.authorization.k8s.io", "ClusterRole", "", "argo-server-cluster-role")
+CONTROLLER_CM = {"apiVersion": "v1", "kind": "ConfigMap",
+                 "metadata": {"name": "workflow-controller-configmap", "namespace": "argo", "resourceVersion": "9"},
+                 "data": {}}
 
 
 def test_release_for_patch_record_no_longer_wanted_restores_recorded_body():
@@ -200,31 +233,42 @@ def test_orphan_known_to_state_is_deleted_once():
 
 def test_missing_required_target_is_an_error_naming_profile_and_candidates():
     with pytest.raises(Diagnostics) as ei:
-        make_plan(rendered(["server-auth-tls"]), live_of(), State(STACK), STACK,
+        make_plan(rendered(["server-auth-tls"]), live_of(install=False), State(STACK), STACK,
                   profile_files={"server-auth-tls": "profiles/server-auth-tls.yaml"})
     (d,) = ei.value.diagnostics
     assert "server-auth-tls" in d.summary
-    assert "Deployment argo/argo-server" in d.summary
-    assert "argo-workflows-argo-workflows-server" in d.summary
+    assert "Deployment argo/argo-server" in d.summary and "install graph" in d.summary
     assert d.file == "profiles/server-auth-tls.yaml"
     assert d.hint
 
 
-def test_missing_optional_target_is_skipped():
-    r = rendered(["read-only-server"])
-    plan = make_plan(r, live_of(CLUSTER_ROLE), State(STACK), STACK)
-    assert [c.key for c in plan.changes] == [ROLE_KEY]
+def test_roles_are_the_ones_bound_to_the_component_not_ones_named_like_them():
+    # A Role called argo-server-role that nothing binds to argo-server is not argo-server's role.
+    decoy = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+             "metadata": {"name": "argo-server-role", "namespace": "argo", "resourceVersion": "1"},
+             "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]}]}
+    live = live_of(decoy, CLUSTER_ROLE)
+    plan = make_plan(rendered(["read-only-server"], graph_of=live), live, State(STACK), STACK)
+    assert [c.key for c in plan.actionable] == [ROLE_KEY]
     report = {t.target: t for t in plan.targets}
-    assert report["templateRole"].chosen is None and report["templateRole"].optional
-    assert report["serverRole"].key == str(ROLE_KEY)
+    assert report["serverRoles"].key == str(ROLE_KEY)
+    assert "install graph" in (report["serverRoles"].chosen or "")
 
 
-def test_first_existing_candidate_wins():
-    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-            "metadata": {"name": "argo-server-role", "namespace": "argo", "resourceVersion": "1"},
-            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]}]}
-    plan = make_plan(rendered(["read-only-server"]), live_of(role, CLUSTER_ROLE), State(STACK), STACK)
-    assert [c.key.kind for c in plan.actionable] == ["Role"]
+def test_every_role_bound_to_the_component_is_a_target():
+    template_role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                     "metadata": {"name": "argo-server-clusterworkflowtemplate-role", "resourceVersion": "3"},
+                     "rules": [{"apiGroups": ["argoproj.io"], "resources": ["clusterworkflowtemplates"],
+                                "verbs": ["create", "get"]}]}
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": "argo-server-clusterworkflowtemplate-role-binding", "resourceVersion": "1"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                           "name": "argo-server-clusterworkflowtemplate-role"},
+               "subjects": [{"kind": "ServiceAccount", "name": "argo-server", "namespace": "argo"}]}
+    live = live_of(CLUSTER_ROLE, template_role, binding)
+    plan = make_plan(rendered(["read-only-server"], graph_of=live), live, State(STACK), STACK)
+    assert sorted(c.key.name for c in plan.actionable) == ["argo-server-cluster-role",
+                                                            "argo-server-clusterworkflowtemplate-role"]
 
 
 def test_patch_update_with_conflict_and_restore():
@@ -422,7 +466,8 @@ def test_plan_decides_the_write_phase_of_every_change():
     removal = {c.key.name: c.phase for c in gone.actionable}
     assert {removal[n] for n in deny} == {Phase.UNISOLATE}
     assert removal[allow] is Phase.REMOVE
-    assert sorted(Phase, key=lambda p: p.order) == [Phase.WRITE, Phase.ISOLATE, Phase.UNISOLATE, Phase.REMOVE]
+    assert sorted(Phase, key=lambda p: p.order) == [Phase.PREPARE, Phase.WRITE, Phase.ISOLATE, Phase.UNISOLATE,
+                                                    Phase.REMOVE]
 
 
 def test_every_change_carries_the_profile_line_that_asked_for_it():

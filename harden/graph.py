@@ -237,7 +237,8 @@ def find_installs(live: Live, specs: Iterable[ComponentSpec]) -> list[Install]:
         for spec in specs:
             if spec.kind != key.kind:
                 continue
-            match = next((m for m in spec.matches if m.matches(pod_labels)), None)
+            # The most specific label set wins: Helm's pods carry the upstream `app` label too.
+            match = max((m for m in spec.matches if m.matches(pod_labels)), key=lambda m: len(m.labels), default=None)
             if match is None:
                 continue
             comp = index.component(spec, match, key, obj)

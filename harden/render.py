@@ -198,7 +198,7 @@ def _graph_candidates(t: dict, install: Install | None) -> tuple[Candidate, ...]
     comp = install.component(t["component"]) if install else None
     if comp is None:
         return ()
-    how = f"{t['component']} {t['object']} (install graph: {comp.found_by})"
+    how = f"{t['component']} {t['object']}, install graph: {comp.layout}"
     if t["object"] == "workload":
         keys = [comp.workload]
     elif t["object"] == "roles":

@@ -122,7 +122,7 @@ def test_missing_target_names_what_was_looked_for(tmp_path):
     empty = write(tmp_path, "snap.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: argo}\n")
     code, out = run("plan", "--profile", "read-only-server", "--snapshot", empty, state=tmp_path / "state")
     assert code == 1
-    assert "target 'serverRole'" in out and "argo-server-cluster-role" in out and "install the target first" in out
+    assert "no argo-workflows install in namespace 'argo'" in out and "--set namespace=" in out
 
 
 def test_missing_kubeconfig(tmp_path):

@@ -81,15 +81,15 @@ def test_plan_without_detailed_exitcode_exits_0(stack4, tmp_path):
 
 
 def test_example_stack_plan_counts(tmp_path):
-    # examples/stack.yaml adds to the four profiles above: workflow-service-account (2 ServiceAccounts,
-    # a Role, a RoleBinding: 4), artifact-egress (3 NetworkPolicies with an in-cluster repository),
-    # ui-read-only-role with a group (Role + group RoleBinding: 2) -> 8 + 4 + 3 + 2 = 17 creates;
-    # server-auth-tls edits argo-server's args (1 update) and workflow-pod-defaults,
-    # workflow-service-account and workflow-restrictions all patch the controller ConfigMap, combined
-    # into 1 update -> 2 + 1 + 1 = 4 updates.
+    # examples/stack.yaml adds to the four profiles above: workflow-service-account (ServiceAccount,
+    # its token Secret, a Role, a RoleBinding: 4), workflow-pod-defaults (the same for the executor:
+    # 4), artifact-egress (4 NetworkPolicies with an in-cluster repository), ui-read-only-role with a
+    # group (Role + group RoleBinding: 2) -> 8 + 4 + 4 + 4 + 2 = 22 creates; server-auth-tls edits
+    # argo-server's args (1 update) and workflow-pod-defaults, workflow-service-account and
+    # workflow-restrictions all patch the controller ConfigMap, combined into 1 update -> 4 updates.
     r = invoke(plan_args(EXAMPLE_STACK, tmp_path, "--detailed-exitcode"))
     assert r.exit_code == 2
-    assert "Plan: 17 to add, 4 to change, 0 to destroy." in flat(r.output)
+    assert "Plan: 22 to add, 4 to change, 0 to destroy." in flat(r.output)
 
 
 def test_plan_json_output(stack4, tmp_path):

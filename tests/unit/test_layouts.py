@@ -7,51 +7,53 @@ say in the plan which layout they matched.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import yaml
 
+import pytest
+
 from harden.engine import Request, build_plan
+from harden.errors import Diagnostics
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _helm_snapshot(tmp_path: Path, release: str) -> Path:
-    docs = [d for d in yaml.safe_load_all((REPO / "examples/snapshot/argo-quick-start-postgres.yaml").read_text()) if d]
-    out = []
-    for d in docs:
-        d = copy.deepcopy(d)
-        if d["kind"] == "Deployment" and d["metadata"]["name"] == "argo-server":
-            d["metadata"]["name"] = f"{release}-argo-workflows-server"
-            d["spec"]["selector"]["matchLabels"] = {"app": "server", "release": release}
-            d["spec"]["template"]["metadata"]["labels"] = {"app": "server", "release": release}
-        if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "argo-server-cluster-role":
-            d["metadata"]["name"] = f"{release}-argo-workflows-server"
-        if d["kind"] == "ClusterRoleBinding" and d["roleRef"]["name"] == "argo-server-cluster-role":
-            d["roleRef"]["name"] = f"{release}-argo-workflows-server"
-        out.append(d)
-    path = tmp_path / "helm.yaml"
-    path.write_text(yaml.safe_dump_all(out))
-    return path
+HELM = REPO / "tests/fixtures/layouts/argo-workflows-helm.yaml"  # release wf in namespace wfhelm
 
 
-def test_helm_layout_is_detected_and_reported(tmp_path):
-    snap = _helm_snapshot(tmp_path, "wf")
-    req = Request(profiles=("read-only-server", "namespace-isolation", "server-auth-tls"), sets=("release=wf",),
-                  snapshot=str(snap), state_dir=str(tmp_path / "state"))
+def test_helm_layout_is_found_from_its_workloads_and_reported(tmp_path):
+    req = Request(profiles=("read-only-server", "namespace-isolation"), sets=("namespace=wfhelm",),
+                  snapshot=str(HELM), state_dir=str(tmp_path / "state"))
     plan = build_plan(req).plan
-    chosen = {(t.profile, t.target): t.chosen for t in plan.targets}
-    assert chosen[("read-only-server", "serverRole")] == "ClusterRole wf-argo-workflows-server (Helm chart)"
-    assert chosen[("server-auth-tls", "server")] == "Deployment argo/wf-argo-workflows-server (Helm chart)"
+    chosen = {(t.profile, t.target): t.chosen or "" for t in plan.targets}
+    # Every role bound to the release's server account, found through its binding, whatever the name.
+    assert "ClusterRole wf-argo-workflows-server (" in chosen[("read-only-server", "serverRoles")]
+    assert "ClusterRole wf-argo-workflows-server-cluster-template (" in chosen[("read-only-server", "serverRoles")]
+    assert "install graph: helm" in chosen[("namespace-isolation", "server")]
     detected = {(d.profile, d.parameter): d.value for d in plan.detected}
-    assert detected[("namespace-isolation", "serverLabels")] == {"app": "server", "release": "wf"}
+    selector = {"app.kubernetes.io/name": "argo-workflows-server", "app.kubernetes.io/instance": "wf"}
+    assert detected[("namespace-isolation", "serverLabels")] == selector
     ingress = next(c for c in plan.changes if c.key.name == "harden-allow-server-ingress")
-    assert ingress.body["spec"]["podSelector"] == {"matchLabels": {"app": "server", "release": "wf"}}
-    # The expectation follows the detected labels, so it checks the real pods.
+    assert ingress.body["spec"]["podSelector"] == {"matchLabels": selector}
+    # The expectation's subject is the release's real service account, not a guessed argo-server.
     found = {f.id: f for f in plan.findings}
-    assert found["server-ingress-open"].passed and "app=server" in found["server-ingress-open"].message
     assert found["server-cannot-create-workflows"].passed
+    assert "system:serviceaccount:wfhelm:wf-argo-workflows-server" in found["server-cannot-create-workflows"].message
+    installs = {i["name"]: i for i in plan.impact["installs"]}
+    assert installs["wfhelm/wf"]["selected"]
+    assert {c["name"] for c in installs["wfhelm/wf"]["components"]} == {"argo-server", "workflow-controller"}
+
+
+def test_helm_server_without_tls_is_not_switched_to_tls_behind_an_http_probe(tmp_path):
+    # The chart runs --secure=false with an HTTP readiness probe; turning --secure on alone would
+    # leave the new pods never Ready. The need catches it and the plan fails before any write.
+    req = Request(profiles=("server-auth-tls",), sets=("namespace=wfhelm",), snapshot=str(HELM),
+                  state_dir=str(tmp_path / "state"))
+    plan = build_plan(req).plan
+    broken = [f for f in plan.failed_findings if f.kind == "need"]
+    assert [f.id for f in broken] == ["argo-server/secure-matches-probe"]
+    assert "HTTP" in broken[0].message and "server-auth-tls" in broken[0].message
 
 
 def test_a_value_the_user_sets_wins_over_detection(tmp_path):
@@ -63,13 +65,18 @@ def test_a_value_the_user_sets_wins_over_detection(tmp_path):
     assert ingress.body["spec"]["podSelector"] == {"matchLabels": {"app": "custom"}}
 
 
-def test_no_match_is_reported_not_guessed(tmp_path):
+def test_no_install_is_an_error_listing_what_was_found(tmp_path):
     snap = tmp_path / "empty.yaml"
     snap.write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: argo}\n")
-    plan = build_plan(Request(profiles=("namespace-isolation",), snapshot=str(snap), state_dir=str(tmp_path)),
-                      with_impact=False).plan
-    server = next(t for t in plan.targets if t.target == "server")
-    assert server.chosen is None and server.optional
-    assert plan.detected == ()
-    ingress = next(c for c in plan.changes if c.key.name == "harden-allow-server-ingress")
-    assert ingress.body["spec"]["podSelector"] == {"matchLabels": {"app": "argo-server"}}  # the default
+    with pytest.raises(Diagnostics) as ei:
+        build_plan(Request(profiles=("namespace-isolation",), snapshot=str(snap), state_dir=str(tmp_path)))
+    (d,) = ei.value.diagnostics
+    assert "no argo-workflows install in namespace 'argo'" in d.summary and "found: none" in d.summary
+    assert d.field == "namespace" and "--set namespace=" in d.hint
+
+
+def test_the_other_install_is_listed_when_the_namespace_is_wrong(tmp_path):
+    with pytest.raises(Diagnostics) as ei:
+        build_plan(Request(profiles=("read-only-server",), snapshot=str(HELM), state_dir=str(tmp_path)))
+    (d,) = ei.value.diagnostics
+    assert "wfhelm/wf" in d.summary and "wf-argo-workflows-server" in d.summary

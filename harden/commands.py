@@ -56,9 +56,10 @@ def _run_apply(view: View, planned: Planned, plan: Plan, parallelism: int = 8) -
 def apply_cmd(view: View, req: Request, *, plan_file: str | None, auto_approve: bool, lock_timeout: str,
               destroy: bool = False, parallelism: int = 8) -> int:
     command = "destroy" if destroy else "apply"
+    question = "destroy these objects" if destroy else "perform these actions"
     view.require(command, View.apply_result)
     if not plan_file and not auto_approve:
-        view.require(f"{command} without --auto-approve", View.confirm)
+        view.require_confirm(question)
     timeout = _parse_duration(lock_timeout)
     if plan_file:
         plan = read_plan(plan_file)
@@ -80,8 +81,7 @@ def apply_cmd(view: View, req: Request, *, plan_file: str | None, auto_approve: 
         if plan.failed_findings:
             failed = ", ".join(f"{f.profile}/{f.id}" for f in plan.failed_findings)
             raise ExpectationFailed(f"the plan would break: {failed}", hint="nothing was applied")
-        if plan.has_changes and not auto_approve and \
-                not view.confirm("destroy these objects" if destroy else "perform these actions"):
+        if plan.has_changes and not auto_approve and not view.confirm(question):
             return EXIT_ERROR
         return _run_apply(view, planned, plan, parallelism)
 

@@ -86,8 +86,18 @@ class View:
 
     def confirm(self, question: str) -> bool:
         """Ask before applying; False when the answer is not 'yes'."""
-        self._refuse(View.confirm)
-        return False
+        raise self._cannot_ask(question)
+
+    def require_confirm(self, question: str) -> None:
+        """Refuse up front, before planning, a format that cannot ask `question`."""
+        if not _implements(type(self), View.confirm):
+            raise self._cannot_ask(question)
+
+    def _cannot_ask(self, question: str) -> InputError:
+        # As `terraform apply -json` (internal/command/arguments/apply.go): a machine reading the
+        # output cannot answer a prompt, and taking silence for "yes" would be dangerous.
+        return InputError(f"cannot ask whether to {question} with -o {self.output.value}", field="--output",
+                          hint="apply a saved plan file, or pass --auto-approve")
 
     # -- along the way: formats that have nothing to say here say nothing -------------------------
 

@@ -7,7 +7,7 @@ import json
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ..errors import Diagnostic, InputError
+from ..errors import Diagnostic
 from ..model import Change, Plan
 from . import Output, View
 
@@ -30,12 +30,6 @@ class JsonView(View):
 
     def plan(self, plan: Plan, profile_files: dict[str, str]) -> None:
         self._emit(plan.to_dict())
-
-    def confirm(self, question: str) -> bool:
-        # As `terraform apply -json` (internal/command/arguments/apply.go): a machine reading the
-        # output cannot answer a prompt, and assuming "yes" would be dangerous.
-        raise InputError(f"cannot ask whether to {question} with -o json", field="--output",
-                         hint="apply a saved plan file, or pass --auto-approve")
 
     def apply_result(self, plan: Plan, result: "Result") -> None:
         done = replace(plan, changes=tuple(result.done))

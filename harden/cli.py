@@ -20,7 +20,7 @@ from .engine import Request
 from .errors import HardenError
 from .views import Output
 
-# 128 + SIGINT, what shells report for a command stopped by Ctrl-C; Terraform exits the same way.
+# 128 + SIGINT: what shells report for a command stopped by Ctrl-C, so scripts can tell it from a failure.
 EXIT_INTERRUPTED = 130
 EXIT_BUG = 3
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import json
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, NoReturn
 
 from rich.console import Console
 from rich.text import Text
@@ -21,7 +21,7 @@ from ..errors import Diagnostic, InputError
 from ..model import Action, Change, ChangeKind, Plan
 
 if TYPE_CHECKING:
-    from ..apply import Result
+    from ..apply import Progress, Result
     from ..impact import netpol, rbac
     from ..model import Record, State
 
@@ -35,9 +35,6 @@ class Output(str, enum.Enum):
     SARIF = "sarif"
 
 
-Note = Callable[[str, Change], None]  # apply's progress callback: (event, change)
-
-
 class View:
     """What commands show. Methods a format does not implement refuse (see `require`)."""
 
@@ -46,7 +43,7 @@ class View:
     def __init__(self, out: Console, err: Console) -> None:
         self.out, self.err = out, err
 
-    # -- the one check, before a command does any work --------------------------------------------
+    # -- the checks, before a command does any work ----------------------------------------------
 
     def require(self, command: str, method: Callable[..., Any]) -> None:
         """Refuse this format for `command` unless it implements `method` (a `View` method)."""
@@ -54,9 +51,20 @@ class View:
             raise InputError(f"`harden {command}` cannot write -o {self.output.value}", field="--output",
                              hint=f"`harden {command}` writes: {_formats(method)}")
 
-    def _refuse(self, method: Callable[..., Any]) -> None:
+    def require_confirm(self, question: str) -> None:
+        """Refuse up front, before planning, a format that cannot ask `question`."""
+        if not _implements(type(self), View.confirm):
+            raise self._cannot_ask(question)
+
+    def _refuse(self, method: Callable[..., Any]) -> NoReturn:
         raise InputError(f"-o {self.output.value} cannot show {method.__name__.replace('_', ' ')}",
                          field="--output", hint=f"use one of: {_formats(method)}")
+
+    def _cannot_ask(self, question: str) -> InputError:
+        # As `terraform apply -json` (internal/command/arguments/apply.go): a machine reading the
+        # output cannot answer a prompt, and taking silence for "yes" would be dangerous.
+        return InputError(f"cannot ask whether to {question} with -o {self.output.value}", field="--output",
+                          hint="apply a saved plan file, or pass --auto-approve")
 
     # -- results: one per command; refused unless a format implements them -----------------------
 
@@ -88,17 +96,6 @@ class View:
         """Ask before applying; False when the answer is not 'yes'."""
         raise self._cannot_ask(question)
 
-    def require_confirm(self, question: str) -> None:
-        """Refuse up front, before planning, a format that cannot ask `question`."""
-        if not _implements(type(self), View.confirm):
-            raise self._cannot_ask(question)
-
-    def _cannot_ask(self, question: str) -> InputError:
-        # As `terraform apply -json` (internal/command/arguments/apply.go): a machine reading the
-        # output cannot answer a prompt, and taking silence for "yes" would be dangerous.
-        return InputError(f"cannot ask whether to {question} with -o {self.output.value}", field="--output",
-                          hint="apply a saved plan file, or pass --auto-approve")
-
     # -- along the way: formats that have nothing to say here say nothing -------------------------
 
     def plan_saved(self, path: str) -> None:
@@ -108,7 +105,7 @@ class View:
         """The plan `apply` is about to carry out (before confirmation)."""
 
     @contextmanager
-    def apply_progress(self, total: int) -> Iterator[Note]:
+    def apply_progress(self, total: int) -> Iterator["Progress"]:
         yield lambda event, change: None
 
     # -- failures: every format reports them, on stderr -------------------------------------------

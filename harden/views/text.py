@@ -15,11 +15,11 @@ from rich.table import Table
 from ..errors import InputError
 from ..impact.netpol import FlowDirection
 from ..impact.rbac import ChangeDirection
-from ..model import Action, Plan, Severity
-from . import Note, Output, View, by_profile, headline, summary_line, value_text
+from ..model import Action, Change, Plan, Severity
+from . import Output, View, by_profile, headline, summary_line, value_text
 
 if TYPE_CHECKING:
-    from ..apply import Result
+    from ..apply import Progress as Note, Result
     from ..impact import netpol, rbac
     from ..model import Record, State
 
@@ -143,7 +143,7 @@ class TextView(View):
         return True
 
     @contextmanager
-    def apply_progress(self, total: int) -> Iterator[Note]:
+    def apply_progress(self, total: int) -> Iterator["Note"]:
         # A bar only where someone watches and there is enough to watch; otherwise a line per
         # write, which is what a pipeline log wants.
         show_bar = self.err.is_terminal and total > 3
@@ -153,7 +153,7 @@ class TextView(View):
             validate = progress.add_task("server dry-run", total=total)
             write = progress.add_task("applying", total=total)
 
-            def note(event: str, change) -> None:
+            def note(event: str, change: Change) -> None:
                 if event == "validated":
                     progress.advance(validate)
                     return

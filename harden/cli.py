@@ -1,22 +1,28 @@
-"""The command line: parses arguments and calls `harden.commands`; errors become exit codes here.
+"""The command line: parses arguments, picks the view for `-o`, calls `harden.commands`; errors
+become exit codes here, in one place (`_run`).
 
 Exit codes follow `terraform plan -detailed-exitcode`: 0 success (no changes), 1 error,
-2 success with changes (only with --detailed-exitcode).
+2 success with changes (only with --detailed-exitcode); 130 interrupted, 3 a bug.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import List, Optional
+import traceback
+from typing import Callable, List, Optional
 
 import typer
 from rich.console import Console
-from rich.text import Text
 
-from . import __version__, commands
+from . import __version__, commands, views
 from .engine import Request
 from .errors import HardenError
+from .views import Output
+
+# 128 + SIGINT: what shells report for a command stopped by Ctrl-C, so scripts can tell it from a failure.
+EXIT_INTERRUPTED = 130
+EXIT_BUG = 3
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Plan and apply Kubernetes security hardening profiles, Terraform-style.")
@@ -39,24 +45,32 @@ ContextOpt = typer.Option(None, "--context", help="The kubeconfig context to use
 SnapshotOpt = typer.Option(None, "--snapshot", help="Plan offline against a directory or YAML file of manifests.")
 SnapshotNsOpt = typer.Option("default", "--snapshot-namespace", help="Namespace for snapshot objects that name none.")
 StateOpt = typer.Option(os.environ.get("HARDEN_STATE_DIR", "state"), "--state-dir", help="Where state is kept.")
-OutputOpt = typer.Option("text", "--output", "-o", help="text, json, markdown or sarif.")
+OutputOpt = typer.Option(Output.TEXT, "--output", "-o", help="text, json, markdown or sarif.")
+# Every command takes the same choices, so a typo is a usage error (exit 2) everywhere; a format a
+# command has nothing to write in is refused by its view, naming the formats it does write.
+ResultOutputOpt = typer.Option(Output.TEXT, "--output", "-o", help="text or json.")
 
 
 def _request(profile, file, set_, kubeconfig, context, snapshot, snapshot_namespace, state_dir) -> Request:
     return Request(tuple(profile), file, tuple(set_), kubeconfig, context, snapshot, snapshot_namespace, state_dir)
 
 
-def _run(fn, *args, **kwargs) -> None:
+def _run(fn: Callable[..., int], *args, output: Output = Output.TEXT, **kwargs) -> None:
+    """Run a command with the view for `output`; the one place failures become exit codes."""
     out, err = _consoles()
+    view = views.make(output, out, err)
     try:
-        code = fn(*args, out=out, **kwargs) if "err" not in fn.__code__.co_varnames else fn(*args, out=out, err=err, **kwargs)
+        code = fn(view, *args, **kwargs)
     except HardenError as exc:
-        for d in exc.diagnostics:
-            err.print(Text("Error: ", style="bold red") + Text(d.render()))
+        view.diagnostics(exc.diagnostics)
         code = exc.exit_code
     except KeyboardInterrupt:
-        err.print("Interrupted. State records every write that completed; run `harden plan` to see what is left.")
-        code = 1
+        view.interrupted()
+        code = EXIT_INTERRUPTED
+    except Exception:  # not an expected failure: a bug, said so, with the traceback
+        traceback.print_exc()
+        print("\nThis is a bug in harden; please report it with the traceback above.", file=sys.stderr)
+        code = EXIT_BUG
     raise typer.Exit(code)
 
 
@@ -66,7 +80,7 @@ def plan(profile: List[str] = ProfileOpt, file: Optional[str] = StackOpt, set_: 
          snapshot: Optional[str] = SnapshotOpt, snapshot_namespace: str = SnapshotNsOpt, state_dir: str = StateOpt,
          out_file: Optional[str] = typer.Option(None, "--out", help="Write the plan as JSON to this file."),
          detailed_exitcode: bool = typer.Option(False, "--detailed-exitcode", help="Exit 2 when there are changes."),
-         output: str = OutputOpt) -> None:
+         output: Output = OutputOpt) -> None:
     """Show what would change, field by field, and what it does to security."""
     _run(commands.plan_cmd, _request(profile, file, set_, kubeconfig, context, snapshot, snapshot_namespace, state_dir),
          out_file=out_file, detailed_exitcode=detailed_exitcode, output=output)
@@ -78,27 +92,30 @@ def apply(plan_file: Optional[str] = typer.Argument(None, help="A plan saved wit
           kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt, state_dir: str = StateOpt,
           auto_approve: bool = typer.Option(False, "--auto-approve", help="Do not ask for confirmation."),
           lock_timeout: str = typer.Option("0s", "--lock-timeout", help="How long to wait for the state lock."),
-          parallelism: int = typer.Option(8, "--parallelism", min=1, max=64, help="Concurrent writes.")) -> None:
+          parallelism: int = typer.Option(8, "--parallelism", min=1, max=64, help="Concurrent writes."),
+          output: Output = ResultOutputOpt) -> None:
     """Apply the changes (a saved plan exactly, or a fresh plan after confirmation)."""
     _run(commands.apply_cmd, _request(profile, file, set_, kubeconfig, context, None, "default", state_dir),
-         plan_file=plan_file, auto_approve=auto_approve, lock_timeout=lock_timeout, parallelism=parallelism)
+         plan_file=plan_file, auto_approve=auto_approve, lock_timeout=lock_timeout, parallelism=parallelism,
+         output=output)
 
 
 @app.command()
 def destroy(profile: List[str] = ProfileOpt, file: Optional[str] = StackOpt, set_: List[str] = SetOpt,
             kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt, state_dir: str = StateOpt,
             auto_approve: bool = typer.Option(False, "--auto-approve", help="Do not ask for confirmation."),
-            lock_timeout: str = typer.Option("0s", "--lock-timeout", help="How long to wait for the state lock.")) -> None:
+            lock_timeout: str = typer.Option("0s", "--lock-timeout", help="How long to wait for the state lock."),
+            output: Output = ResultOutputOpt) -> None:
     """Delete what harden created and hand back the fields it set (all of the stack, or the selected profiles)."""
     _run(commands.apply_cmd, _request(profile, file, set_, kubeconfig, context, None, "default", state_dir),
-         plan_file=None, auto_approve=auto_approve, lock_timeout=lock_timeout, destroy=True)
+         plan_file=None, auto_approve=auto_approve, lock_timeout=lock_timeout, destroy=True, output=output)
 
 
 @app.command()
 def show(plan_file: str = typer.Argument(..., help="A plan saved with `harden plan --out`."),
-         output: str = OutputOpt) -> None:
+         output: Output = OutputOpt) -> None:
     """Show a saved plan."""
-    _run(commands.show_cmd, plan_file, output)
+    _run(commands.show_cmd, plan_file, output=output)
 
 
 @app.command()
@@ -108,7 +125,7 @@ def validate(paths: List[str] = typer.Argument(None, help="Profile or stack file
 
 
 @app.command()
-def profiles(output: str = typer.Option("text", "--output", "-o", help="text or json")) -> None:
+def profiles(output: Output = ResultOutputOpt) -> None:
     """List the built-in profiles."""
     _run(commands.profiles_cmd, output=output)
 
@@ -132,7 +149,7 @@ def reach(src: str = typer.Option(..., "--from", help="NS/KEY=VAL[,KEY=VAL] (pod
           plan_file: Optional[str] = typer.Option(None, "--plan", help="Evaluate on the state this saved plan would produce."),
           kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt,
           snapshot: Optional[str] = SnapshotOpt, snapshot_namespace: str = SnapshotNsOpt,
-          output: str = typer.Option("text", "--output", "-o", help="text or json")) -> None:
+          output: Output = ResultOutputOpt) -> None:
     """Is a network flow allowed by the NetworkPolicies, and which policies decide it?"""
     _run(commands.reach_cmd, _request([], None, [], kubeconfig, context, snapshot, snapshot_namespace, "state"),
          src=src, dst=dst, port=port, plan_file=plan_file, output=output)
@@ -146,7 +163,7 @@ def can_i(verb: str = typer.Argument(..., help="get, list, create, ..."),
           plan_file: Optional[str] = typer.Option(None, "--plan", help="Evaluate on the state this saved plan would produce."),
           kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt,
           snapshot: Optional[str] = SnapshotOpt, snapshot_namespace: str = SnapshotNsOpt,
-          output: str = typer.Option("text", "--output", "-o", help="text or json")) -> None:
+          output: Output = ResultOutputOpt) -> None:
     """Like `kubectl auth can-i`, from RBAC objects, with the bindings and rules that grant it."""
     _run(commands.can_i_cmd, _request([], None, [], kubeconfig, context, snapshot, snapshot_namespace, "state"),
          verb=verb, resource=resource, subject=subject, namespace=namespace, plan_file=plan_file, output=output)
@@ -159,16 +176,7 @@ def version() -> None:
 
 
 def main() -> None:
-    try:
-        app()
-    except SystemExit:
-        raise
-    except Exception:  # a bug, not an expected failure: say so, with the traceback
-        import traceback
-
-        traceback.print_exc()
-        print("\nThis is a bug in harden; please report it with the traceback above.", file=sys.stderr)
-        sys.exit(3)
+    app()
 
 
 if __name__ == "__main__":

@@ -1,13 +1,146 @@
-"""Views: one account of a plan, rendered for a terminal (text), a machine (JSON), a pull request
-(Markdown) and code-scanning bots (SARIF). Only views and the CLI import rich/typer."""
+"""Views: one interface for everything a command shows, with one implementation per output format
+(as Terraform's `command/views`): human text for a terminal, JSON for a machine, Markdown for a pull
+request, SARIF for code-scanning bots. Only views and the CLI import rich/typer.
+
+Commands call `View` methods and never print. A format implements the methods that make sense for
+it; the others refuse with an `InputError` naming the formats that do, and a command asks
+(`View.require`) before it does any work, so `apply -o markdown` is refused before it plans.
+"""
 
 from __future__ import annotations
 
+import enum
 import json
-from typing import Any
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Callable, Iterator, NoReturn
 
-from ..model import Action, Change, Plan
+from rich.console import Console
+from rich.text import Text
 
+from ..errors import Diagnostic, InputError
+from ..model import Action, Change, ChangeKind, Plan
+
+if TYPE_CHECKING:
+    from ..apply import Progress, Result
+    from ..impact import netpol, rbac
+    from ..model import Record, State
+
+
+class Output(str, enum.Enum):
+    """The values of `-o/--output`; typer refuses anything else with a usage error (exit 2)."""
+
+    TEXT = "text"
+    JSON = "json"
+    MARKDOWN = "markdown"
+    SARIF = "sarif"
+
+
+class View:
+    """What commands show. Methods a format does not implement refuse (see `require`)."""
+
+    output: Output
+
+    def __init__(self, out: Console, err: Console) -> None:
+        self.out, self.err = out, err
+
+    # -- the checks, before a command does any work ----------------------------------------------
+
+    def require(self, command: str, method: Callable[..., Any]) -> None:
+        """Refuse this format for `command` unless it implements `method` (a `View` method)."""
+        if not _implements(type(self), method):
+            raise InputError(f"`harden {command}` cannot write -o {self.output.value}", field="--output",
+                             hint=f"`harden {command}` writes: {_formats(method)}")
+
+    def require_confirm(self, question: str) -> None:
+        """Refuse up front, before planning, a format that cannot ask `question`."""
+        if not _implements(type(self), View.confirm):
+            raise self._cannot_ask(question)
+
+    def _refuse(self, method: Callable[..., Any]) -> NoReturn:
+        raise InputError(f"-o {self.output.value} cannot show {method.__name__.replace('_', ' ')}",
+                         field="--output", hint=f"use one of: {_formats(method)}")
+
+    def _cannot_ask(self, question: str) -> InputError:
+        # As `terraform apply -json` (internal/command/arguments/apply.go): a machine reading the
+        # output cannot answer a prompt, and taking silence for "yes" would be dangerous.
+        return InputError(f"cannot ask whether to {question} with -o {self.output.value}", field="--output",
+                          hint="apply a saved plan file, or pass --auto-approve")
+
+    # -- results: one per command; refused unless a format implements them -----------------------
+
+    def plan(self, plan: Plan, profile_files: dict[str, str]) -> None:
+        self._refuse(View.plan)
+
+    def apply_result(self, plan: Plan, result: "Result") -> None:
+        self._refuse(View.apply_result)
+
+    def validate(self, files: int) -> None:
+        self._refuse(View.validate)
+
+    def profiles(self, rows: list[dict[str, Any]]) -> None:
+        self._refuse(View.profiles)
+
+    def state_list(self, state_dir: str, state: "State") -> None:
+        self._refuse(View.state_list)
+
+    def state_show(self, state: "State", record: "Record") -> None:
+        self._refuse(View.state_show)
+
+    def reach(self, decision: "netpol.FlowDecision") -> None:
+        self._refuse(View.reach)
+
+    def can_i(self, decision: "rbac.Decision") -> None:
+        self._refuse(View.can_i)
+
+    def confirm(self, question: str) -> bool:
+        """Ask before applying; False when the answer is not 'yes'."""
+        raise self._cannot_ask(question)
+
+    # -- along the way: formats that have nothing to say here say nothing -------------------------
+
+    def plan_saved(self, path: str) -> None:
+        """The plan was written to `path`."""
+
+    def apply_plan(self, plan: Plan) -> None:
+        """The plan `apply` is about to carry out (before confirmation)."""
+
+    @contextmanager
+    def apply_progress(self, total: int) -> Iterator["Progress"]:
+        yield lambda event, change: None
+
+    # -- failures: every format reports them, on stderr -------------------------------------------
+
+    def diagnostics(self, diagnostics: list[Diagnostic]) -> None:
+        for d in diagnostics:
+            self.err.print(Text("Error: ", style="bold red") + Text(d.render()))
+
+    def interrupted(self) -> None:
+        self.err.print("Interrupted. State records every write that completed; run `harden plan` to see what is left.")
+
+
+def _implements(cls: type[View], method: Callable[..., Any]) -> bool:
+    return getattr(cls, method.__name__) is not getattr(View, method.__name__)
+
+
+def _formats(method: Callable[..., Any]) -> str:
+    return ", ".join(o.value for o, cls in _classes().items() if _implements(cls, method))
+
+
+def _classes() -> dict[Output, type[View]]:
+    # Imported here, not at the top: the implementations import this module's helpers.
+    from .jsonview import JsonView
+    from .markdown import MarkdownView
+    from .sarif import SarifView
+    from .text import TextView
+
+    return {Output.TEXT: TextView, Output.JSON: JsonView, Output.MARKDOWN: MarkdownView, Output.SARIF: SarifView}
+
+
+def make(output: Output, out: Console, err: Console) -> View:
+    return _classes()[Output(output)](out, err)
+
+
+# -- helpers the formats share ---------------------------------------------------------------------
 
 def value_text(v: Any, limit: int = 120) -> str:
     if v is None:
@@ -32,5 +165,5 @@ def by_profile(plan: Plan) -> dict[str, list[Change]]:
 
 
 def headline(c: Change) -> str:
-    noun = "fields of " if c.kind.value == "patch" and c.action is Action.UPDATE else ""
+    noun = "fields of " if c.kind is ChangeKind.PATCH and c.action is Action.UPDATE else ""
     return f"{noun}{c.key.display()} will be {c.action.verb}"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import yaml
 
+from ..impact.netpol import FlowDirection
+from ..impact.rbac import ChangeDirection
 from ..model import Action, Plan
-from . import by_profile, headline, summary_line, value_text
+from . import Output, View, by_profile, headline, summary_line, value_text
 
 
 def _cell(text: str) -> str:
@@ -42,10 +44,17 @@ def render(plan: Plan) -> str:
     if impact.get("rbac") or impact.get("network"):
         lines += ["### Security impact", ""]
         for change in impact.get("rbac") or []:
-            lines.append(f"- {'⚠️ ' if change['direction'] == 'gains' else ''}{change['text']}")
+            lines.append(f"- {'⚠️ ' if change['direction'] == ChangeDirection.GAINS else ''}{change['text']}")
         for change in impact.get("network") or []:
-            lines.append(f"- {'⚠️ ' if change['direction'] == 'opened' else ''}{change['text']}")
+            lines.append(f"- {'⚠️ ' if change['direction'] == FlowDirection.OPENED else ''}{change['text']}")
         lines.append("")
     return "\n".join(lines)
 
 
+class MarkdownView(View):
+    """Plans only: a PR comment has nothing to say about applying or querying."""
+
+    output = Output.MARKDOWN
+
+    def plan(self, plan: Plan, profile_files: dict[str, str]) -> None:
+        self.out.print(render(plan), markup=False, highlight=False, soft_wrap=True)

@@ -3,8 +3,13 @@ points at the profile line that caused it."""
 
 from __future__ import annotations
 
+import json
+
 from .. import __version__
+from ..impact.netpol import FlowDirection
+from ..impact.rbac import ChangeDirection
 from ..model import Plan
+from . import Output, View
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 
@@ -38,11 +43,11 @@ def render(plan: Plan, profile_files: dict[str, str]) -> dict:
         results.append({"ruleId": rid, "level": f.severity.value,  # SARIF levels: error, warning, note
                         "message": {"text": f.message}, "locations": location(f.profile, f.line)})
     for change in (plan.impact or {}).get("rbac") or []:
-        if change["direction"] == "gains":
+        if change["direction"] == ChangeDirection.GAINS:
             rule("harden/rbac-widened", "a subject gains permissions")
             results.append({"ruleId": "harden/rbac-widened", "level": "warning", "message": {"text": change["text"]}})
     for change in (plan.impact or {}).get("network") or []:
-        if change["direction"] == "opened":
+        if change["direction"] == FlowDirection.OPENED:
             rule("harden/flow-opened", "a network flow is opened")
             results.append({"ruleId": "harden/flow-opened", "level": "warning", "message": {"text": change["text"]}})
     return {"$schema": SCHEMA, "version": "2.1.0",
@@ -52,3 +57,10 @@ def render(plan: Plan, profile_files: dict[str, str]) -> dict:
                       "results": results}]}
 
 
+class SarifView(View):
+    """Plans only: code scanning reports findings in files, not the outcome of an apply."""
+
+    output = Output.SARIF
+
+    def plan(self, plan: Plan, profile_files: dict[str, str]) -> None:
+        self.out.print_json(json.dumps(render(plan, profile_files)))

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator
+
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from ..model import Action, Plan
-from . import by_profile, headline, summary_line, value_text
+from ..errors import InputError
+from ..impact.netpol import FlowDirection
+from ..impact.rbac import ChangeDirection
+from ..model import Action, Change, Plan, Severity
+from . import Output, View, by_profile, headline, summary_line, value_text
+
+if TYPE_CHECKING:
+    from ..apply import Progress as Note, Result
+    from ..impact import netpol, rbac
+    from ..model import Record, State
 
 STYLE = {Action.CREATE: "green", Action.UPDATE: "yellow", Action.DELETE: "red", Action.RELEASE: "magenta"}
 
@@ -67,7 +81,7 @@ def render_findings(plan: Plan, console: Console) -> None:
         return
     console.print("\n[bold]Checks and expectations[/bold]")
     for f in plan.findings:
-        mark = "[green]✓[/green]" if f.passed else ("[red]✗[/red]" if f.severity.value == "error" else "[yellow]![/yellow]")
+        mark = "[green]✓[/green]" if f.passed else ("[red]✗[/red]" if f.severity is Severity.ERROR else "[yellow]![/yellow]")
         what = "expect" if f.kind == "expectation" else "check"
         console.print(f"  {mark} {escape(f.profile)}/{escape(f.id)} ({what}, {f.severity.value}): {escape(f.message)}")
 
@@ -82,12 +96,12 @@ def render_impact(impact: dict, console: Console) -> None:
     if rbac:
         console.print("  [bold]RBAC[/bold]")
         for change in rbac:
-            colour = "red" if change["direction"] == "gains" else "green"
+            colour = "red" if change["direction"] == ChangeDirection.GAINS else "green"
             console.print(f"    [{colour}]{escape(change['text'])}[/{colour}]")
     if net:
         console.print("  [bold]Network[/bold]")
         for change in net:
-            colour = "red" if change["direction"] == "opened" else "green"
+            colour = "red" if change["direction"] == FlowDirection.OPENED else "green"
             console.print(f"    [{colour}]{escape(change['text'])}[/{colour}]")
     matrix = impact.get("matrix")
     if matrix and matrix.get("groups"):
@@ -102,3 +116,90 @@ def render_impact(impact: dict, console: Console) -> None:
                 row.append(cell)
             table.add_row(*row)
         console.print(table)
+
+
+class TextView(View):
+    """Human output on a terminal; progress and failures on stderr, results on stdout."""
+
+    output = Output.TEXT
+
+    def plan(self, plan: Plan, profile_files: dict[str, str]) -> None:
+        render_plan(plan, self.out)
+
+    def plan_saved(self, path: str) -> None:
+        self.out.print(f"\nSaved the plan to: {path}\nTo perform exactly these actions, run: harden apply {path}")
+
+    def apply_plan(self, plan: Plan) -> None:
+        render_plan(plan, self.out)
+
+    def confirm(self, question: str) -> bool:
+        if not sys.stdin.isatty():
+            raise InputError(f"refusing to {question} without confirmation: no terminal to ask on",
+                             hint="pass --auto-approve in pipelines, or apply a saved plan file")
+        self.out.print(f"\nDo you want to {question}? Only 'yes' will be accepted.")
+        if input("  Enter a value: ").strip() != "yes":
+            self.err.print(f"{question.capitalize()} cancelled.")
+            return False
+        return True
+
+    @contextmanager
+    def apply_progress(self, total: int) -> Iterator["Note"]:
+        # A bar only where someone watches and there is enough to watch; otherwise a line per
+        # write, which is what a pipeline log wants.
+        show_bar = self.err.is_terminal and total > 3
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=self.err,
+                            disable=not show_bar)
+        with progress:
+            validate = progress.add_task("server dry-run", total=total)
+            write = progress.add_task("applying", total=total)
+
+            def note(event: str, change: Change) -> None:
+                if event == "validated":
+                    progress.advance(validate)
+                    return
+                progress.advance(write)
+                if not show_bar:
+                    verb = "failed" if event == "failed" else change.action.verb
+                    self.err.print(f"{change.key.display()}: {verb}", highlight=False)
+
+            yield note
+
+    def apply_result(self, plan: Plan, result: "Result") -> None:
+        if not plan.has_changes:
+            self.out.print("\n[bold green]Apply complete![/bold green] No changes were needed.")
+            return
+        for change, exc in result.failed:
+            self.err.print(f"[red]Error:[/red] {change.key.display()}: {exc.render()}", highlight=False)
+        if result.failed:
+            self.err.print(f"Apply failed after {len(result.done)} of {len(plan.actionable)} changes; "
+                           "state records what was done. Run `harden plan` to see what is left.")
+            return
+        c = plan.counts()
+        self.out.print(f"\n[bold green]Apply complete![/bold green] Resources: {c['add']} added, {c['change']} changed, "
+                       f"{c['destroy']} destroyed" + (f", {c['release']} released" if c["release"] else "") + ".")
+
+    def validate(self, files: int) -> None:
+        self.out.print(f"[green]Success![/green] {files} file(s) valid.")
+
+    def profiles(self, rows: list[dict[str, Any]]) -> None:
+        width = max((len(r["name"]) for r in rows), default=10)
+        for r in rows:
+            self.out.print(f"{r['name']:<{width}}  {r['title']}", highlight=False)
+
+    def state_list(self, state_dir: str, state: "State") -> None:
+        if not state.records:
+            self.out.print(f"No state for stack {state.stack!r} in {state_dir}/.")
+            return
+        for key, rec in sorted(state.records.items()):
+            self.out.print(f"{key}  ({rec.kind.value}, profile {', '.join(rec.profiles)})", highlight=False)
+
+    def state_show(self, state: "State", record: "Record") -> None:
+        # A record is structured data; a terminal reads it best as the JSON it is stored as.
+        self.out.print_json(json.dumps({"lineage": state.lineage, "serial": state.serial, **record.to_dict()}))
+
+    def reach(self, decision: "netpol.FlowDecision") -> None:
+        verdict = "[green]allowed[/green]" if decision.allowed else "[red]denied[/red]"
+        self.out.print(f"{verdict}: {decision.reason}")
+
+    def can_i(self, decision: "rbac.Decision") -> None:
+        self.out.print(decision.text, highlight=False)

@@ -259,3 +259,87 @@ def test_state_list_empty(tmp_path):
     assert r.exit_code == 0 and "No state" in r.output
     r = invoke(["state", "show", "a/b/c/d", "--stack", "x", "--state-dir", tmp_path])
     assert r.exit_code == 1 and "no state record" in flat(r.output)
+
+
+# -- output formats and exit codes -----------------------------------------------------------------
+
+@pytest.mark.parametrize("cmd", [["plan", "-p", "metrics-ingress", "--snapshot", SNAPSHOT, "--state-dir", "STATE"],
+                                 ["show", "plan.json"], ["apply", "--auto-approve", "--state-dir", "STATE"],
+                                 ["destroy", "--auto-approve", "--state-dir", "STATE"], ["profiles"]])
+def test_unknown_output_format_is_a_usage_error(cmd, tmp_path, monkeypatch):
+    # Before: `-o yaml` (or any typo) printed text and exited 0, so a pipeline parsing the
+    # output would only fail later, on text it could not read.
+    monkeypatch.setattr("harden.engine.connect", lambda req: pytest.fail("a refused format must not reach the cluster"))
+    r = invoke([tmp_path / "state" if a == "STATE" else a for a in cmd] + ["-o", "yaml"])
+    assert r.exit_code == 2, r.output
+    out = flat(r.output)
+    assert "yaml" in out and all(f"'{v}'" in out for v in ("text", "json", "markdown", "sarif"))
+    assert not (tmp_path / "state").exists()
+
+
+@pytest.mark.parametrize("cmd,supported", [(["apply", "--auto-approve"], "text, json"),
+                                           (["destroy", "--auto-approve"], "text, json")])
+def test_format_a_command_cannot_write_is_refused_before_any_work(cmd, supported, stack4, tmp_path, monkeypatch):
+    monkeypatch.setattr("harden.engine.connect", lambda req: pytest.fail("a refused format must not reach the cluster"))
+    r = invoke([*cmd, "-f", stack4, "--state-dir", tmp_path / "state", "-o", "markdown"])
+    assert r.exit_code == 1, r.output
+    out = flat(r.output)
+    assert f"`harden {cmd[0]}` cannot write -o markdown" in out and f"writes: {supported}" in out
+    assert not (tmp_path / "state").exists()
+
+
+def test_profiles_refuses_sarif_naming_what_it_writes():
+    r = invoke(["profiles", "-o", "sarif"])
+    assert r.exit_code == 1
+    assert "`harden profiles` cannot write -o sarif" in flat(r.output) and "writes: text, json" in flat(r.output)
+
+
+def test_apply_json_without_auto_approve_is_refused_before_planning(stack4, tmp_path, monkeypatch):
+    # A machine reading JSON cannot answer a prompt (as `terraform apply -json`).
+    monkeypatch.setattr("harden.engine.connect", lambda req: pytest.fail("must be refused before reading the cluster"))
+    r = invoke(["apply", "-f", stack4, "--state-dir", tmp_path / "state", "-o", "json"])
+    assert r.exit_code == 1
+    assert "--auto-approve" in flat(r.stderr)
+    assert r.stdout == ""
+
+
+def test_json_errors_are_json_on_stderr_and_stdout_stays_empty(tmp_path):
+    r = invoke(["show", tmp_path / "nope.json", "-o", "json"])
+    assert r.exit_code == 1 and r.stdout == ""
+    (d,) = json.loads(r.stderr)["diagnostics"]
+    assert "plan file not found" in d["summary"]
+
+
+def test_show_markdown_and_sarif_of_a_saved_plan(stack4, tmp_path):
+    out = tmp_path / "plan.json"
+    assert invoke(plan_args(stack4, tmp_path, "--out", out, "-o", "json")).exit_code == 0
+    sarif_doc = json.loads(invoke(["show", out, "-o", "sarif"]).stdout)
+    assert sarif_doc["version"] == "2.1.0" and len(sarif_doc["runs"][0]["results"]) >= 10
+
+
+def test_plan_json_with_out_file_stays_one_document(stack4, tmp_path):
+    # The "Saved the plan" note is for people; with -o json it would corrupt the document.
+    r = invoke(plan_args(stack4, tmp_path, "--out", tmp_path / "plan.json", "-o", "json"))
+    assert r.exit_code == 0
+    assert json.loads(r.stdout)["summary"]["add"] == 8
+
+
+def test_ctrl_c_exits_130(monkeypatch):
+    def interrupted(view):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("harden.commands.profiles_cmd", interrupted)
+    r = invoke(["profiles"])
+    assert r.exit_code == 130
+    assert "Interrupted" in r.stderr and "Traceback" not in r.output
+
+
+def test_a_bug_exits_3_with_its_traceback(monkeypatch):
+    def broken(view):
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr("harden.commands.profiles_cmd", broken)
+    r = invoke(["profiles"])
+    assert r.exit_code == 3
+    assert "Traceback" in r.stderr and "ZeroDivisionError: boom" in r.stderr
+    assert "This is a bug in harden" in r.stderr

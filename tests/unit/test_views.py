@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from harden.apply import Result
 from harden.engine import Request, build_plan
+from harden.errors import ClusterError, InputError
 from harden.model import (
     Action,
     Change,
@@ -23,7 +25,7 @@ from harden.model import (
     Severity,
     SourceRef,
 )
-from harden.views import markdown, sarif, summary_line
+from harden.views import Output, View, headline, make, markdown, sarif, summary_line
 from harden.views.text import render_plan
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -210,3 +212,88 @@ def test_text_does_not_interpret_markup_in_values():
                                       "p", "[bold]r[/bold]", fields=(FieldChange("data.k", "[red]x[/red]", "y"),)),))
     text = text_of(plan)
     assert "[red]x[/red]" in text and "[bold]r[/bold]" in text
+
+
+# -- one interface, a view per format --------------------------------------------------------------
+
+def consoles() -> tuple[io.StringIO, io.StringIO, Console, Console]:
+    out, err = io.StringIO(), io.StringIO()
+    return out, err, Console(file=out, width=400, no_color=True), Console(file=err, width=400, no_color=True)
+
+
+@pytest.mark.parametrize("output", list(Output))
+def test_every_format_has_a_view_that_writes_plans(output, planned):
+    out, _, o, e = consoles()
+    view = make(output, o, e)
+    assert isinstance(view, View) and view.output is output
+    view.require("plan", View.plan)  # every format can show a plan
+    view.plan(planned.plan, planned.profile_files)
+    if output in (Output.JSON, Output.SARIF):
+        assert json.loads(out.getvalue())
+    else:
+        assert summary_line(planned.plan) in out.getvalue()
+
+
+@pytest.mark.parametrize("output,method,formats", [
+    (Output.MARKDOWN, View.apply_result, "text, json"),
+    (Output.SARIF, View.can_i, "text, json"),
+    (Output.JSON, View.validate, "text"),
+])
+def test_a_format_refuses_what_it_cannot_show_and_names_those_that_can(output, method, formats):
+    _, _, o, e = consoles()
+    with pytest.raises(InputError) as exc:
+        make(output, o, e).require("x", method)
+    assert "cannot write -o " + output.value in exc.value.diagnostic.summary
+    assert exc.value.diagnostic.hint.endswith(f"writes: {formats}")
+
+
+def test_formats_that_cannot_ask_refuse_to_confirm_up_front():
+    _, _, o, e = consoles()
+    make(Output.TEXT, o, e).require_confirm("perform these actions")
+    with pytest.raises(InputError, match="cannot ask whether to perform these actions with -o json"):
+        make(Output.JSON, o, e).require_confirm("perform these actions")
+
+
+def applied() -> tuple[Plan, Result]:
+    key = lambda name: ResourceKey("networking.k8s.io", "NetworkPolicy", "argo", name)
+    made = Change(key("a"), "networking.k8s.io/v1", Action.CREATE, ChangeKind.OBJECT, ("p",), "wanted",
+                  body={"kind": "NetworkPolicy", "spec": {"podSelector": {}}})
+    patched = Change(ResourceKey("apps", "Deployment", "argo", "argo-server"), "apps/v1", Action.UPDATE,
+                     ChangeKind.PATCH, ("p", "q"), "args", body={"spec": {}})
+    broken = Change(key("b"), "networking.k8s.io/v1", Action.CREATE, ChangeKind.OBJECT, ("p",), "wanted")
+    plan = Plan("s", None, 0, (made, patched, broken))
+    return plan, Result(done=[made, patched], failed=[(broken, ClusterError("admission webhook said no", status=400))])
+
+
+def test_json_apply_result_says_what_was_applied_and_what_failed():
+    plan, result = applied()
+    out, _, o, e = consoles()
+    make(Output.JSON, o, e).apply_result(plan, result)
+    doc = json.loads(out.getvalue())
+    assert doc["complete"] is False and doc["stack"] == "s"
+    assert doc["summary"] == {"add": 1, "change": 1, "release": 0, "destroy": 0}
+    assert [(c["address"], c["action"], c["kind"]) for c in doc["applied"]] == [
+        ("networking.k8s.io/NetworkPolicy/argo/a", "create", "object"),
+        ("apps/Deployment/argo/argo-server", "update", "patch")]
+    assert doc["applied"][1]["profiles"] == ["p", "q"]
+    (failed,) = doc["failed"]
+    assert failed["address"].endswith("/b") and failed["error"]["summary"] == "admission webhook said no"
+    assert "body" not in out.getvalue()  # what was written is named; bodies stay in the plan
+
+
+def test_text_apply_result():
+    plan, result = applied()
+    out, err, o, e = consoles()
+    make(Output.TEXT, o, e).apply_result(plan, result)
+    assert out.getvalue() == ""
+    assert "Error: NetworkPolicy.networking.k8s.io argo/b: admission webhook said no" in err.getvalue()
+    assert "Apply failed after 2 of 3 changes" in err.getvalue()
+    out, err, o, e = consoles()
+    make(Output.TEXT, o, e).apply_result(plan, Result(done=list(plan.changes)))
+    assert out.getvalue() == "\nApply complete! Resources: 2 added, 1 changed, 0 destroyed.\n"
+
+
+def test_headline_names_the_fields_of_a_patched_object():
+    plan, _ = applied()
+    assert headline(plan.changes[1]) == "fields of Deployment.apps argo/argo-server will be updated in place"
+    assert headline(plan.changes[0]) == "NetworkPolicy.networking.k8s.io argo/a will be created"

@@ -1,0 +1,55 @@
+"""The machine view: one JSON document on stdout per command, for pipelines; diagnostics as JSON
+on stderr, so stdout never holds a half document."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from ..errors import Diagnostic
+from ..model import Change, Plan
+from . import Output, View
+
+if TYPE_CHECKING:
+    from ..apply import Result
+    from ..impact import netpol, rbac
+
+
+def _change(c: Change) -> dict[str, Any]:
+    # What was written, not how: the bodies are in the plan, and a pipeline branches on these.
+    return {"address": str(c.key), "key": c.key.to_dict(), "action": c.action.name.lower(), "kind": c.kind.value,
+            "profiles": list(c.profiles)}
+
+
+class JsonView(View):
+    output = Output.JSON
+
+    def _emit(self, data: Any) -> None:
+        self.out.print_json(json.dumps(data))
+
+    def plan(self, plan: Plan, profile_files: dict[str, str]) -> None:
+        self._emit(plan.to_dict())
+
+    def apply_result(self, plan: Plan, result: "Result") -> None:
+        done = replace(plan, changes=tuple(result.done))
+        self._emit({
+            "stack": plan.stack,
+            "complete": not result.failed,
+            "summary": done.counts(),
+            "applied": [_change(c) for c in result.done],
+            "failed": [_change(c) | {"error": exc.diagnostic.to_dict()} for c, exc in result.failed],
+            "state": {"lineage": result.state.lineage, "serial": result.state.serial} if result.state else None,
+        })
+
+    def profiles(self, rows: list[dict[str, Any]]) -> None:
+        self._emit(rows)
+
+    def reach(self, decision: "netpol.FlowDecision") -> None:
+        self._emit(decision.to_dict())
+
+    def can_i(self, decision: "rbac.Decision") -> None:
+        self._emit(decision.to_dict())
+
+    def diagnostics(self, diagnostics: list[Diagnostic]) -> None:
+        self.err.print_json(json.dumps({"diagnostics": [d.to_dict() for d in diagnostics]}))

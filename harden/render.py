@@ -203,6 +203,8 @@ def _graph_candidates(t: dict, install: Install | None) -> tuple[Candidate, ...]
         keys = [comp.workload]
     elif t["object"] == "roles":
         keys = list(comp.roles)
+    elif t["object"] == "clusterRoles":
+        keys = [k for k in comp.roles if k.kind == "ClusterRole"]
     else:
         keys = [comp.config_map] if comp.config_map else []
     return tuple(Candidate(f"{k.group}/v1" if k.group else "v1", k.kind, k.namespace, k.name, None, how) for k in keys)
@@ -255,7 +257,7 @@ def render(selected: Selected, stack: str, install: Install | None = None) -> Re
         if "component" in t:
             cands = list(_graph_candidates(t, install))
         targets.append(Target(t["id"], profile.name, t.get("description", ""), tuple(cands), t.get("optional", False),
-                              many=t.get("object") == "roles"))
+                              many=t.get("object") in ("roles", "clusterRoles")))
     patches = []
     for i, p in enumerate(data.get("patches", [])):
         if not _when(p.get("when"), raw_values):

@@ -183,7 +183,7 @@ def _flag_values(args: Sequence[str], name: str) -> list[str]:
 
 
 # Conditions a need may carry (`when:`), each read from the state being evaluated.
-def _condition(when: str | None, install: Install, state: _State) -> bool | None:
+def _condition(when: str | None, install: Install, state: _State, subject: "_Subject | None" = None) -> bool | None:
     if not when:
         return True
     spec_defaults = _workflow_defaults(state, install).get("spec") or {}
@@ -202,10 +202,34 @@ def _condition(when: str | None, install: Install, state: _State) -> bool | None
         sso = _config(state, install, "sso")
         return "sso" in _flag_values(_args_in(state, server), "--auth-mode") and \
             isinstance(sso, dict) and bool((sso.get("rbac") or {}).get("enabled"))
+    if when in ("repoServerStrictTLS", "dexServerStrictTLS"):
+        return _strict_tls(when, install, state, subject)
     if when.startswith("flag:"):
         name, _, value = when[5:].partition("=")
         return any(value in _flag_values(_args_in(state, c), name) for c in install.components)
     return None
+
+
+# Argo CD reads a component's flags from argocd-cmd-params-cm through env vars, keyed by component
+# (argoproj/argo-cd manifests/install.yaml: env ARGOCD_*_REPO_SERVER_STRICT_TLS valueFrom
+# configMapKeyRef argocd-cmd-params-cm, keys controller.repo.server.strict.tls,
+# server.repo.server.strict.tls, applicationsetcontroller.repo.server.strict.tls,
+# server.dex.server.strict.tls).
+_PARAM_PREFIX = {"application-controller": "controller", "server": "server",
+                 "applicationset-controller": "applicationsetcontroller"}
+
+
+def _strict_tls(when: str, install: Install, state: _State, subject: "_Subject | None") -> bool:
+    comp = subject.component if subject else None
+    if comp is None:
+        return False
+    flag, key = (("--repo-server-strict-tls", "repo.server.strict.tls") if when == "repoServerStrictTLS"
+                 else ("--dex-server-strict-tls", "dex.server.strict.tls"))
+    if flag in _args_in(state, comp) or f"{flag}=true" in _args_in(state, comp):
+        return True
+    params = state.by_key.get(ResourceKey("", "ConfigMap", install.namespace, "argocd-cmd-params-cm")) or {}
+    prefix = _PARAM_PREFIX.get(comp.name)
+    return bool(prefix) and str(((params.get("data") or {}).get(f"{prefix}.{key}") or "")).lower() == "true"
 
 
 def _managed_namespace(install: Install, subject: _Subject, before: _State) -> str | None:
@@ -272,7 +296,7 @@ def _holds(need: Mapping[str, Any], install: Install, subject: _Subject, state: 
            parameters: Mapping[str, Any]) -> tuple[bool | None, str]:
     """(True/False, message) or (None, why it cannot be decided)."""
     sub = next((need[k] for k in ("permission", "flow", "object", "probe") if k in need), {})
-    applies = _condition(sub.get("when") or need.get("when"), install, state)
+    applies = _condition(sub.get("when") or need.get("when"), install, state, subject)
     if applies is None:
         return None, f"unknown condition {sub.get('when') or need.get('when')!r}"
     if not applies:

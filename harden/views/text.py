@@ -30,6 +30,16 @@ def render_plan(plan: Plan, console: Console, *, verbose_targets: bool = True) -
     src = plan.source
     where = f"context {src.get('context')}" if src.get("kind") == "cluster" else f"snapshot {src.get('path')}"
     console.print(f"[bold]harden[/bold] plan for stack [bold]{escape(plan.stack)}[/bold] against {escape(where)}")
+    installs = plan.impact.get("installs") or []
+    if verbose_targets and installs:
+        console.print("\nInstalls found (from their workloads):")
+        for i in installs:
+            mark = "[bold]*[/bold]" if i.get("selected") else " "
+            console.print(f"  {mark} {escape(i['product'])} in {escape(i['name'])}"
+                          + ("" if i.get("selected") else " [dim](not selected: nothing here touches it)[/dim]"))
+            for c in i["components"]:
+                console.print(f"      {escape(c['name'])}: {escape(c['workload'])} [dim]({escape(c['foundBy'])}; "
+                              f"service account {escape(c['serviceAccount'])})[/dim]")
     if verbose_targets and plan.targets:
         console.print("\nTargets:")
         for t in plan.targets:
@@ -77,13 +87,36 @@ def render_plan(plan: Plan, console: Console, *, verbose_targets: bool = True) -
 
 
 def render_findings(plan: Plan, console: Console) -> None:
-    if not plan.findings:
+    render_needs(plan, console)
+    findings = [f for f in plan.findings if f.kind != "need"]
+    if not findings:
         return
     console.print("\n[bold]Checks and expectations[/bold]")
-    for f in plan.findings:
+    for f in findings:
         mark = "[green]✓[/green]" if f.passed else ("[red]✗[/red]" if f.severity is Severity.ERROR else "[yellow]![/yellow]")
         what = "expect" if f.kind == "expectation" else "check"
         console.print(f"  {mark} {escape(f.profile)}/{escape(f.id)} ({what}, {f.severity.value}): {escape(f.message)}")
+
+
+def render_needs(plan: Plan, console: Console) -> None:
+    """What each component of the selected installs needs, on the state after apply: a count, then
+    every need the plan breaks (these fail it) and every one that was unmet already."""
+    needs = plan.impact.get("needs") or []
+    if not needs:
+        return
+    counts = {s: sum(n["status"] == s for n in needs) for s in ("kept", "broken", "unmet", "unknown")}
+    console.print(f"\n[bold]Component needs[/bold] (on the state after apply): {counts['kept']} kept, "
+                  f"{'[red]' if counts['broken'] else ''}{counts['broken']} broken{'[/red]' if counts['broken'] else ''}, "
+                  f"{counts['unmet']} unmet before the plan, {counts['unknown']} not decidable here")
+    for n in needs:
+        if n["status"] == "broken":
+            by = f"; changed by {', '.join(n['brokenBy'])}" if n["brokenBy"] else ""
+            console.print(f"  [red]✗[/red] {escape(n['component'])}/{escape(n['need'])}: {escape(n['message'])}{escape(by)}"
+                          f" [dim]({escape(n['why'])}; {escape(n['source'])})[/dim]")
+    for n in needs:
+        if n["status"] == "unmet":
+            console.print(f"  [yellow]![/yellow] {escape(n['component'])}/{escape(n['need'])}: {escape(n['message'])} "
+                          f"[dim](already so before the plan)[/dim]")
 
 
 def render_impact(impact: dict, console: Console) -> None:

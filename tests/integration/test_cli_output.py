@@ -9,7 +9,7 @@ import yaml
 from kubernetes import client
 from kubeutil import run_harden
 
-POLICY = "harden-allow-metrics-ingress"
+ROLE = "ui-user-read-only"  # ui-read-only-role without a group or user: one Role, no install needed
 
 
 def test_apply_and_destroy_write_json(kube, namespace, tmp_path):
@@ -17,9 +17,9 @@ def test_apply_and_destroy_write_json(kube, namespace, tmp_path):
     # A stack of its own: destroy removes what carries its stack label, and names are per cluster.
     stack.write_text(yaml.safe_dump({"apiVersion": "harden.dev/v1alpha1", "kind": "Stack",
                                      "metadata": {"name": "it-cli-json"}, "parameters": {"namespace": namespace},
-                                     "profiles": [{"profile": "metrics-ingress"}]}))
+                                     "profiles": [{"profile": "ui-read-only-role"}]}))
     common = ["-f", str(stack), "--auto-approve", "-o", "json"]
-    address = f"networking.k8s.io/NetworkPolicy/{namespace}/{POLICY}"
+    address = f"rbac.authorization.k8s.io/Role/{namespace}/{ROLE}"
 
     r = run_harden("apply", *common, kubeconfig=kube.kubeconfig, state=tmp_path / "state")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -28,8 +28,8 @@ def test_apply_and_destroy_write_json(kube, namespace, tmp_path):
     assert doc["summary"] == {"add": 1, "change": 0, "release": 0, "destroy": 0}
     assert [(c["address"], c["action"]) for c in doc["applied"]] == [(address, "create")]
     assert doc["state"]["serial"] >= 1
-    networking = client.NetworkingV1Api(kube.api_client)
-    assert networking.read_namespaced_network_policy(POLICY, namespace).metadata.name == POLICY
+    rbac = client.RbacAuthorizationV1Api(kube.api_client)
+    assert rbac.read_namespaced_role(ROLE, namespace).metadata.name == ROLE
 
     r = run_harden("apply", *common, kubeconfig=kube.kubeconfig, state=tmp_path / "state")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -39,5 +39,5 @@ def test_apply_and_destroy_write_json(kube, namespace, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     doc = json.loads(r.stdout)
     assert doc["summary"]["destroy"] == 1 and [c["address"] for c in doc["applied"]] == [address]
-    names = [p.metadata.name for p in networking.list_namespaced_network_policy(namespace).items]
-    assert POLICY not in names
+    names = [r.metadata.name for r in rbac.list_namespaced_role(namespace).items]
+    assert ROLE not in names

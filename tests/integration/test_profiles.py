@@ -103,8 +103,8 @@ def test_destroy_of_one_profile_leaves_the_others(kube, full):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Plan: 0 to add, 0 to change, 2 to destroy." in r.stdout
     rbac = client.RbacAuthorizationV1Api(kube.api_client)
-    assert [x.metadata.name for x in rbac.list_namespaced_role(NS, label_selector="harden.dev/profile").items] == \
-        ["harden-workflow-executor"]
+    assert sorted(x.metadata.name for x in rbac.list_namespaced_role(NS, label_selector="harden.dev/profile").items) == \
+        ["harden-executor", "harden-workflow"]
     r = harden("plan", *common, "--detailed-exitcode")
     assert r.returncode == 2 and "Plan: 2 to add, 0 to change, 0 to destroy." in r.stdout, r.stdout
     assert harden("apply", *common, "--auto-approve").returncode == 0

@@ -50,6 +50,8 @@ def _changed_by_someone_else(pair: Pair) -> dict:
         live["automountServiceAccountToken"] = not config["automountServiceAccountToken"]
     elif kind == "ServiceAccount":
         live["metadata"]["labels"]["app.kubernetes.io/managed-by"] = "someone-else"
+    elif kind == "Secret":  # a token Secret: whose token it is
+        live["metadata"]["annotations"]["kubernetes.io/service-account.name"] = "someone-else"
     elif kind == "ConfigMap":
         key = sorted(config["data"])[0]
         live["data"][key] = "changed: by hand\n"

@@ -146,7 +146,7 @@ def test_need_shape(param):
         assert kinds[0] != "probe" and body["when"] in WHEN, body["when"]
 
     if kinds[0] == "permission":
-        assert set(body) <= {"verb", "resource", "scope", "when"}
+        assert set(body) <= {"verb", "resource", "scope", "when", "resourceName"}
         assert body["verb"] in VERBS
         parse_resource_spec(body["resource"])
         assert body["scope"] in ("own", "managed", "cluster")

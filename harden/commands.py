@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from .apply import apply_plan
-from .engine import Planned, Request, build_plan, connect
+from .engine import Planned, Request, build_plan, connect, parse_duration
 from .errors import Diagnostics, ExpectationFailed, HardenError, InputError
 from .load import builtin_profile_names, builtin_profiles_dir, load_profile, parse_profile, stack_name
 from .model import PLAN_FORMAT, Plan
@@ -95,14 +95,7 @@ def _confirm(auto_approve: bool, out: Console, err: Console, what: str) -> bool:
 
 
 def _parse_duration(text: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600}
-    try:
-        if text and text[-1] in units:
-            return float(text[:-1]) * units[text[-1]]
-        return float(text)
-    except ValueError:
-        raise InputError(f"--lock-timeout {text!r} is not a duration", field="--lock-timeout",
-                         hint="write it like 30s, 2m or 0") from None
+    return parse_duration(text, "--lock-timeout")
 
 
 def _run_apply(planned: Planned, plan: Plan, out: Console, err: Console, parallelism: int = 8) -> int:

@@ -8,7 +8,7 @@ redacted here, at the edge, so nothing downstream can leak them.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Iterable, Protocol
 
@@ -57,9 +57,18 @@ class ClusterSource:
 
     def observe(self, kinds: Iterable[tuple[str, str]]) -> Live:
         kinds = sorted(set(kinds) | set(BASE_KINDS))
-        with ThreadPoolExecutor(self.parallelism) as pool:
-            results = list(pool.map(lambda k: self.client.list(*k), kinds))
-        objs = [o for batch in results for o in batch]
+        pool = ThreadPoolExecutor(self.parallelism)
+        try:
+            futures = [pool.submit(self.client.list, *k) for k in kinds]
+            # The first failure ends the read: kinds not yet started are not started, so a dead
+            # connection costs one request timeout rather than one per batch of kinds.
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = next((f for f in futures if f in done and f.exception() is not None), None)
+            if failed is not None:
+                raise failed.exception()  # type: ignore[misc]
+            objs = [o for f in futures for o in f.result()]
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
         return _index(objs, set(kinds), {"kind": "cluster", "context": self.client.context, "host": self.client.host})
 
 

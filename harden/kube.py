@@ -22,6 +22,7 @@ import email.utils
 import json
 import os
 import random
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -64,8 +65,8 @@ class Timeouts:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    attempts: int = 6          # tries of one request, the first included
-    base: float = 0.25         # backoff scale: waits are random in [0, base * 2**n] ("full jitter")
+    attempts: int = 5          # tries of one request, the first included
+    base: float = 0.2          # backoff scale: waits are random in [0, base * 2**n] ("full jitter")
     cap: float = 8.0           # longest wait between two tries
     budget: float = 60.0       # no new try of one request after this many seconds
     retry_after_cap: float = 30.0  # a server asking for longer is not waited for that long
@@ -307,6 +308,8 @@ class KubeClient:
         self.api = _ApiClient(configuration)
         self.api.timeouts = (timeouts.connect, timeouts.read)
         self._dyn: DynamicClient | None = None
+        self._dyn_lock = threading.Lock()
+        self._dyn_error: ClusterError | None = None
 
     def _call(self, what: str, fn: Callable[[], T], settle: Callable[[], T | None] | None = None) -> T:
         def once() -> T:
@@ -316,14 +319,22 @@ class KubeClient:
 
     @property
     def dynamic(self) -> DynamicClient:
-        if self._dyn is None:
-            self._dyn = self._call(f"discover API resources at {self.host}", lambda: DynamicClient(self.api))
+        with self._dyn_lock:  # kinds are listed in parallel: discover once, not once per thread
+            if self._dyn_error is not None:
+                raise self._dyn_error  # it already failed through every retry; say so at once
+            if self._dyn is None:
+                try:
+                    self._dyn = self._call(f"discover API resources at {self.host}", lambda: DynamicClient(self.api))
+                except ClusterError as exc:
+                    self._dyn_error = exc
+                    raise
         return self._dyn
 
     def resource(self, api_version: str, kind: str) -> Any | None:
+        dyn = self.dynamic
         try:
             return self._call(f"discover {kind}.{api_version}",
-                              lambda: self.dynamic.resources.get(api_version=api_version, kind=kind))
+                              lambda: dyn.resources.get(api_version=api_version, kind=kind))
         except ResourceNotFoundError:
             return None
 

@@ -6,6 +6,7 @@ tests/integration on sys.path because the directory has no __init__.py).
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -19,8 +20,9 @@ from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 # ../shared/fixtures relative to the repository root (tests/integration -> repo
 # -> its parent). Present in CI and on development machines, not in a plain
-# clone, so every user must go through require_fixture().
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
+# clone, so every user must go through require_fixture(). HARDEN_FIXTURES points elsewhere (a git
+# worktree checked out away from the repository has no ../shared).
+FIXTURES = Path(os.environ.get("HARDEN_FIXTURES") or Path(__file__).resolve().parents[3] / "shared" / "fixtures")
 
 # Field manager used when loading fixtures, distinct from harden's own
 # ("harden") so tests can observe ownership hand-over.

@@ -113,12 +113,13 @@ def apply_plan(plan: Plan, cluster: Cluster, backend: FileBackend, *, parallelis
     manager = field_manager(plan.stack)
 
     # Dry-run everything first: a rejection here means nothing has changed.
+    stop = threading.Event()
     pool = ThreadPoolExecutor(parallelism)
     try:
-        futures = {pool.submit(_write, cluster, c, True, manager): c for c in todo}
+        futures = {pool.submit(_unless_stopped, stop, _write, cluster, c, True, manager): c for c in todo}
         for fut in as_completed(futures):
-            fut.result()
-            note("validated", futures[fut])
+            if fut.result():
+                note("validated", futures[fut])
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -160,27 +161,25 @@ def apply_plan(plan: Plan, cluster: Cluster, backend: FileBackend, *, parallelis
               [c for c in removals if _is_deny(c)], [c for c in removals if not _is_deny(c)]]
     for phase in filter(None, phases):
         pool = ThreadPoolExecutor(parallelism)
-        futures = {pool.submit(_write, cluster, c, False, manager): c for c in phase}
+        futures = {pool.submit(_unless_stopped, stop, _write, cluster, c, False, manager): c for c in phase}
         try:
             for fut in as_completed(futures):
                 c = futures[fut]
-                if fut.cancelled():
-                    continue
                 try:
-                    fut.result()
+                    if not fut.result():
+                        continue  # not started: an earlier write failed
                 except HardenError as exc:
                     result.failed.append((c, exc))
                     note("failed", c)
-                    for other in futures:
-                        other.cancel()  # start nothing new; writes under way finish and are recorded
                     continue
                 record(c)
                 note("done", c)
         except BaseException:
             # Interrupted (Ctrl-C): start nothing new, let running writes finish, record them.
+            stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
             for fut, c in futures.items():
-                if fut.done() and not fut.cancelled() and fut.exception() is None and c not in result.done:
+                if fut.done() and not fut.cancelled() and fut.exception() is None and fut.result() and c not in result.done:
                     record(c)
             raise
         finally:
@@ -189,6 +188,19 @@ def apply_plan(plan: Plan, cluster: Cluster, backend: FileBackend, *, parallelis
             break
     result.state = current[0]
     return result
+
+
+def _unless_stopped(stop: threading.Event, write: Callable[..., None], *args: object) -> bool:
+    """Run `write` unless an earlier one failed (False: not started). A failure stops the rest at
+    once, in the worker: a pool thread takes its next item before the caller hears of the failure."""
+    if stop.is_set():
+        return False
+    try:
+        write(*args)
+    except BaseException:
+        stop.set()
+        raise
+    return True
 
 
 def _is_deny(c: Change) -> bool:

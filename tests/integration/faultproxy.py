@@ -95,7 +95,7 @@ class FaultProxy:
         self._stop = threading.Event()
         self._per_request: dict[str, int] = {}
         self.injected: dict[str, int] = {}
-        self.log: list[tuple[str, str, str]] = []  # (fault or "ok", method, path)
+        self.log: list[tuple[str, str, str, float]] = []  # (fault or "ok", method, path, when)
         self.first_stall: float | None = None
         self._server: socketserver.ThreadingTCPServer | None = None
 
@@ -188,7 +188,7 @@ class FaultProxy:
                 seen = Seen(method, path, body)
                 fault = self._choose(seen)
                 with self._lock:
-                    self.log.append((fault or "ok", method, path))
+                    self.log.append((fault or "ok", method, path, time.time()))
                 if fault == "stall":
                     self._stop.wait(self.stall_seconds)
                     return _reset(conn)

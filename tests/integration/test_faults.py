@@ -147,3 +147,40 @@ def test_http_url_against_the_https_port_says_so(kube, tmp_path):
     text = " ".join(r.stderr.split())
     assert "speaks HTTPS" in text and "https://" in text, text
     assert "Traceback" not in text
+
+
+def test_failed_apply_after_a_release_does_not_resend_the_release(kube, install, tmp_path):
+    """Dropping a profile that shares a patched ConfigMap: the release (a strategic-merge patch with
+    the observed resourceVersion) lands, then the apply after it gets a 503. Only the apply is sent
+    again; re-sending the release too would carry a resourceVersion that is no longer current."""
+    proxy: FaultProxy = install["proxy"]
+    state = tmp_path / "state"
+    full = _args(kube.kubeconfig, state, "--auto-approve")
+    assert harden("apply", *full).returncode == 0
+    stack = yaml.safe_load((Path(__file__).resolve().parents[2] / STACK).read_text())
+    stack["profiles"] = [p for p in stack["profiles"] if p["profile"] != "workflow-restrictions"]
+    smaller = tmp_path / "smaller.yaml"
+    smaller.write_text(yaml.safe_dump(stack))
+    released: list[Seen] = []
+
+    def release(s: Seen) -> bool:  # the strategic-merge patch: no `force` (server-side apply has it)
+        hit = s.method == "PATCH" and "configmaps/workflow-controller-configmap" in s.path \
+            and "force=" not in s.path and not s.dry_run
+        if hit:
+            released.append(s)
+        return False
+
+    def apply_after_release(s: Seen) -> bool:
+        return bool(released) and s.method == "PATCH" and "configmaps/workflow-controller-configmap" in s.path \
+            and "force=true" in s.path and not s.dry_run
+
+    proxy.configure(first=[(release, "never"), (apply_after_release, "error500")])
+    common = ["-f", str(smaller), "--kubeconfig", install["proxied"], "--state-dir", str(state)]
+    r = harden("apply", *common, "--auto-approve")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert len(released) == 1 and proxy.injected.get("error500") == 1, (released, proxy.injected)
+    cm = kube.core.read_namespaced_config_map("workflow-controller-configmap", NS)
+    assert "workflowRestrictions" not in cm.data and "workflowDefaults" in cm.data
+    r = harden("plan", "-f", str(smaller), "--kubeconfig", kube.kubeconfig, "--state-dir", str(state), "--detailed-exitcode")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert harden("destroy", *full).returncode == 0

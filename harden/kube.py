@@ -225,8 +225,9 @@ def _message(exc: ApiException) -> str:
         return str(exc.reason)
 
 
-def check_kubeconfig(path: str, context: str | None) -> None:
-    """Say what is wrong with a kubeconfig file in words about the file, before the client reads it."""
+def check_kubeconfig(path: str, context: str | None, *, whole: bool = True) -> None:
+    """Say what is wrong with a kubeconfig file in words about the file, before the client reads it.
+    `whole`: the file is the whole kubeconfig, not one of several merged from KUBECONFIG."""
     if context == "":
         raise InputError("--context is empty", field="--context",
                          hint="name a context (`kubectl config get-contexts`), or leave --context out for the current one")
@@ -247,7 +248,7 @@ def check_kubeconfig(path: str, context: str | None) -> None:
         raise InputError(f"the kubeconfig is not valid YAML: {d.summary}", file=path, line=d.line, field="--kubeconfig",
                          hint=d.hint) from None
     data = docs[0].data if len(docs) == 1 else None
-    if not isinstance(data, dict) or not isinstance(data.get("clusters"), list):
+    if not isinstance(data, dict) or (whole and not isinstance(data.get("clusters"), list)):
         raise InputError("not a kubeconfig: expected one YAML mapping with `clusters`, `users` and `contexts` lists",
                          file=path, field="--kubeconfig", hint="a kubeconfig looks like `kubectl config view --raw` output")
     for section, inner, keys in (("clusters", "cluster", ("certificate-authority-data",)),
@@ -266,7 +267,7 @@ def check_kubeconfig(path: str, context: str | None) -> None:
                                      line=docs[0].line_of([section, i, inner, key]) or None, field="--kubeconfig",
                                      hint="paste the base64 of the PEM file (`base64 -w0 FILE`), or use the "
                                           f"{key.removesuffix('-data')} key with a file path") from None
-    if context is not None:
+    if context is not None and whole:
         names = [c.get("name") for c in data.get("contexts") or [] if isinstance(c, dict)]
         if context not in names:
             raise InputError(f"context {context!r} is not in the kubeconfig (it has: {', '.join(map(str, names)) or 'none'})",
@@ -292,15 +293,18 @@ class KubeClient:
         if not os.path.exists(first):
             raise InputError(f"kubeconfig not found: {first}", field="--kubeconfig",
                              hint="pass --kubeconfig FILE, set KUBECONFIG, or plan offline with --snapshot PATH")
-        for one in path.split(os.pathsep):
-            if os.path.exists(one):
-                check_kubeconfig(one, context if one == first and os.pathsep not in path else None)
+        check_kubeconfig(first, context, whole=os.pathsep not in path)
+        for other in path.split(os.pathsep)[1:]:
+            if os.path.exists(other):
+                check_kubeconfig(other, None, whole=False)
         configuration = k8s.Configuration()
         try:
             k8s_config.load_kube_config(config_file=path, context=context, client_configuration=configuration)
         except (ConfigException, yaml.YAMLError, TypeError, AttributeError, ValueError, KeyError) as exc:
             raise InputError(f"cannot use kubeconfig {path}: {type(exc).__name__}: {exc}", field="--context" if context else "--kubeconfig",
-                             hint="check the context name with `kubectl config get-contexts`") from None
+                             hint="check the context name with `kubectl config get-contexts`" if context else
+                             "check the kubeconfig's current-context and the cluster and user it names "
+                             "(`kubectl config view`)") from None
         configuration.retries = False  # one try per urllib3 call: `call` retries, knowing what is safe to resend
         self.context = context or "(current-context)"
         self.host = configuration.host

@@ -182,7 +182,8 @@ def _from_api(what: str, exc: ApiException) -> ClusterError:
     if status == 409:
         return Conflict(f"{what}: conflict: {reason}", status=status)
     if status == 400 and "HTTP request to an HTTPS server" in str(exc.body):
-        # Go's TLS listener answers plain HTTP with exactly this 400 (net/http server.go).
+        # Go's TLS listener answers plain HTTP with exactly this 400: golang/go src/net/http/server.go,
+        # (*conn).serve, when the first TLS record looks like HTTP (tlsRecordHeaderLooksLikeHTTP).
         return ClusterError(f"{what}: the API server speaks HTTPS, but the kubeconfig's server URL says http://",
                             status=status, hint="change the cluster's server to https://... in the kubeconfig")
     if status == 422 or status == 400:

@@ -150,10 +150,14 @@ def translated(what: str) -> Iterator[None]:
                        outcome_unknown=True,
                        hint="the connection may be half-open or the server overloaded; "
                             "run again, or allow more time with --request-timeout") from exc
-    except (urllib3.exceptions.ConnectTimeoutError, urllib3.exceptions.NewConnectionError) as exc:
-        # Never connected, so nothing was sent: safe to try again.
+    except urllib3.exceptions.NewConnectionError as exc:  # (a subclass of ConnectTimeoutError: first)
+        # Refused or unresolvable: never connected, so nothing was sent; safe to try again.
         raise Unreachable(f"{what}: cannot reach the Kubernetes API server ({_cause(exc)})", retryable=True,
                           hint="check that the cluster is up and --kubeconfig/--context point at it") from exc
+    except urllib3.exceptions.ConnectTimeoutError as exc:
+        raise TimedOut(f"{what}: could not connect to the Kubernetes API server in time ({exc})",
+                       hint="check that the cluster is up, reachable from here (firewall, VPN), and that "
+                            "--kubeconfig/--context point at it") from exc
     except (urllib3.exceptions.HTTPError, ConnectionError, OSError) as exc:
         # Connection reset or closed mid-request: the server may have acted on it.
         raise Unreachable(f"{what}: lost the connection to the Kubernetes API server ({_cause(exc)})",

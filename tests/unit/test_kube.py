@@ -229,3 +229,8 @@ def test_carries_treats_a_null_as_a_deletion():
     gone = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm", "namespace": "argo"}, "data": {"c": None}}
     still = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm", "namespace": "argo"}, "data": {"b": None}}
     assert carries(LIVE, gone) and not carries(LIVE, still)
+
+
+def test_connect_timeout_is_not_retried_and_nothing_was_sent():
+    err = translate(urllib3.exceptions.ConnectTimeoutError(None, "Connection to 10.0.0.1 timed out. (connect timeout=10)"))
+    assert isinstance(err, TimedOut) and not err.retryable and not err.outcome_unknown

@@ -24,6 +24,7 @@ from typing import Callable, Protocol
 
 from .errors import HardenError, StalePlan
 from .model import Action, Change, ChangeKind, Obj, Plan, ResourceKey, field_manager
+from .parallel import NotStarted, guarded
 from .plan import record_for
 from .state import FileBackend, Record, State
 
@@ -116,9 +117,10 @@ def apply_plan(plan: Plan, cluster: Cluster, backend: FileBackend, *, parallelis
     stop = threading.Event()
     pool = ThreadPoolExecutor(parallelism)
     try:
-        futures = {pool.submit(_unless_stopped, stop, _write, cluster, c, True, manager): c for c in todo}
+        futures = {pool.submit(guarded, stop, _write, cluster, c, True, manager): c for c in todo}
         for fut in as_completed(futures):
-            if fut.result():
+            if not isinstance(fut.exception(), NotStarted):
+                fut.result()
                 note("validated", futures[fut])
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -161,13 +163,14 @@ def apply_plan(plan: Plan, cluster: Cluster, backend: FileBackend, *, parallelis
               [c for c in removals if _is_deny(c)], [c for c in removals if not _is_deny(c)]]
     for phase in filter(None, phases):
         pool = ThreadPoolExecutor(parallelism)
-        futures = {pool.submit(_unless_stopped, stop, _write, cluster, c, False, manager): c for c in phase}
+        futures = {pool.submit(guarded, stop, _write, cluster, c, False, manager): c for c in phase}
         try:
             for fut in as_completed(futures):
                 c = futures[fut]
                 try:
-                    if not fut.result():
-                        continue  # not started: an earlier write failed
+                    fut.result()
+                except NotStarted:
+                    continue  # an earlier write failed
                 except HardenError as exc:
                     result.failed.append((c, exc))
                     note("failed", c)
@@ -179,7 +182,7 @@ def apply_plan(plan: Plan, cluster: Cluster, backend: FileBackend, *, parallelis
             stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
             for fut, c in futures.items():
-                if fut.done() and not fut.cancelled() and fut.exception() is None and fut.result() and c not in result.done:
+                if fut.done() and not fut.cancelled() and fut.exception() is None and c not in result.done:
                     record(c)
             raise
         finally:
@@ -188,19 +191,6 @@ def apply_plan(plan: Plan, cluster: Cluster, backend: FileBackend, *, parallelis
             break
     result.state = current[0]
     return result
-
-
-def _unless_stopped(stop: threading.Event, write: Callable[..., None], *args: object) -> bool:
-    """Run `write` unless an earlier one failed (False: not started). A failure stops the rest at
-    once, in the worker: a pool thread takes its next item before the caller hears of the failure."""
-    if stop.is_set():
-        return False
-    try:
-        write(*args)
-    except BaseException:
-        stop.set()
-        raise
-    return True
 
 
 def _is_deny(c: Change) -> bool:

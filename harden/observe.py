@@ -8,12 +8,14 @@ redacted here, at the edge, so nothing downstream can leak them.
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Iterable, Protocol
 
 from .errors import InputError
 from .model import Live, Obj, ResourceKey
+from .parallel import NotStarted, guarded
 from .redact import redact
 from .yamlsrc import load_file
 
@@ -57,15 +59,17 @@ class ClusterSource:
 
     def observe(self, kinds: Iterable[tuple[str, str]]) -> Live:
         kinds = sorted(set(kinds) | set(BASE_KINDS))
+        stop = threading.Event()
         pool = ThreadPoolExecutor(self.parallelism)
         try:
-            futures = [pool.submit(self.client.list, *k) for k in kinds]
-            # The first failure ends the read: kinds not yet started are not started, so a dead
-            # connection costs one request timeout rather than one per batch of kinds.
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            failed = next((f for f in futures if f in done and f.exception() is not None), None)
-            if failed is not None:
-                raise failed.exception()  # type: ignore[misc]
+            futures = [pool.submit(guarded, stop, self.client.list, *k) for k in kinds]
+            # The first failure ends the read: a dead connection costs one request timeout, not
+            # one per batch of kinds.
+            wait(futures, return_when=FIRST_EXCEPTION)
+            failed = [f.exception() for f in futures if f.done() and not f.cancelled()
+                      and f.exception() is not None and not isinstance(f.exception(), NotStarted)]
+            if failed:
+                raise failed[0]  # type: ignore[misc]
             objs = [o for f in futures for o in f.result()]
         finally:
             pool.shutdown(wait=True, cancel_futures=True)

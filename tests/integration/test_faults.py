@@ -122,6 +122,19 @@ def test_stalled_connection_fails_within_the_timeout_with_valid_state(kube, inst
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_stalled_reads_fail_within_the_timeout(install, tmp_path):
+    """Every LIST hangs: the plan stops at the first timeout instead of waiting one per batch of kinds."""
+    proxy: FaultProxy = install["proxy"]
+    proxy.configure(stall=lambda s: s.method == "GET" and "limit=" in s.path)
+    r = harden("plan", *_args(install["proxied"], tmp_path / "state", "--request-timeout", f"{TIMEOUT:g}s"))
+    ended, stalled = time.time(), proxy.first_stall
+    proxy.configure()
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "no answer from the Kubernetes API server in time" in r.stderr and "Traceback" not in r.stderr
+    assert stalled is not None
+    assert ended - stalled < TIMEOUT + MARGIN, f"ran {ended - stalled:.1f}s after the stall"
+
+
 def _kubeconfig_variant(kube, path: Path, **cluster) -> str:
     cfg = yaml.safe_load(Path(kube.kubeconfig).read_text())
     cfg["clusters"][0]["cluster"].update(cluster)

@@ -5,9 +5,12 @@
    LIST per kind, the same read observe does), else nothing is written.
 2. Server dry-run of every write, so a rejection (validation, admission, RBAC) stops the run before
    anything changed.
-3. The writes, in parallel (bounded), with retries and backoff on 429, 5xx and lost connections.
-   Updates carry the observed resourceVersion as a precondition, so a change that races the
-   stale-check is refused by the server rather than overwritten.
+3. The writes, in parallel (bounded). Each request is retried on its own by the client edge
+   (`harden.kube`) on 429, 5xx and lost connections, never a whole multi-request write: a
+   release-first patch that landed is not sent again with its now-stale resourceVersion when the
+   apply after it fails. Updates carry the observed resourceVersion as a precondition, so a change
+   that races the stale-check is refused by the server rather than overwritten. After the first
+   failure nothing new is started: a dead connection costs one request timeout, not one per write.
 4. State is recorded after every single write, atomically, so a run that dies half-way leaves a
    state that says exactly what was done; the next plan picks up from there.
 """
@@ -15,13 +18,13 @@
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol
 
-from .errors import ClusterError, HardenError, StalePlan
+from .errors import HardenError, StalePlan
 from .model import MANAGER, Action, Change, ChangeKind, Obj, Phase, Plan, ResourceKey, field_manager
+from .parallel import NotStarted, guarded
 from .plan import record_for
 from .state import FileBackend, Record, State
 
@@ -101,16 +104,6 @@ def _write(cluster: Cluster, c: Change, dry_run: bool, manager: str) -> None:
                            resource_version=c.observed_resource_version, dry_run=dry_run)
 
 
-def _with_retries(fn: Callable[[], None], attempts: int = 5, base: float = 0.2) -> None:
-    for i in range(attempts):
-        try:
-            return fn()
-        except ClusterError as exc:
-            if not exc.retryable or i == attempts - 1:
-                raise
-            time.sleep(base * (2 ** i))
-
-
 def apply_plan(plan: Plan, cluster: Cluster, backend: FileBackend, *, parallelism: int = 8,
                progress: Progress | None = None) -> Result:
     """Apply under the caller's lock. Raises StalePlan before writing anything if the plan is stale."""
@@ -121,11 +114,16 @@ def apply_plan(plan: Plan, cluster: Cluster, backend: FileBackend, *, parallelis
     manager = field_manager(plan.stack)
 
     # Dry-run everything first: a rejection here means nothing has changed.
-    with ThreadPoolExecutor(parallelism) as pool:
-        futures = {pool.submit(_with_retries, lambda c=c: _write(cluster, c, True, manager)): c for c in todo}
+    stop = threading.Event()
+    pool = ThreadPoolExecutor(parallelism)
+    try:
+        futures = {pool.submit(guarded, stop, _write, cluster, c, True, manager): c for c in todo}
         for fut in as_completed(futures):
-            fut.result()
-            note("validated", futures[fut])
+            if not isinstance(fut.exception(), NotStarted):
+                fut.result()
+                note("validated", futures[fut])
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
     records = dict(state.records)
     # Objects in sync but missing from state (a killed run wrote them, then died) are recorded too.
@@ -160,12 +158,14 @@ def apply_plan(plan: Plan, cluster: Cluster, backend: FileBackend, *, parallelis
     phases = [[c for c in todo if c.phase is phase] for phase in Phase]
     for phase in filter(None, phases):
         pool = ThreadPoolExecutor(parallelism)
-        futures = {pool.submit(_with_retries, lambda c=c: _write(cluster, c, False, manager)): c for c in phase}
+        futures = {pool.submit(guarded, stop, _write, cluster, c, False, manager): c for c in phase}
         try:
             for fut in as_completed(futures):
                 c = futures[fut]
                 try:
                     fut.result()
+                except NotStarted:
+                    continue  # an earlier write failed
                 except HardenError as exc:
                     result.failed.append((c, exc))
                     note("failed", c)
@@ -174,6 +174,7 @@ def apply_plan(plan: Plan, cluster: Cluster, backend: FileBackend, *, parallelis
                 note("done", c)
         except BaseException:
             # Interrupted (Ctrl-C): start nothing new, let running writes finish, record them.
+            stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
             for fut, c in futures.items():
                 if fut.done() and not fut.cancelled() and fut.exception() is None and c not in result.done:

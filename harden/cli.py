@@ -42,6 +42,7 @@ StackOpt = typer.Option(None, "-f", "--file", help="A stack file: profiles and p
 SetOpt = typer.Option([], "--set", help="A parameter value, KEY=VALUE or PROFILE.KEY=VALUE (repeatable).")
 KubeconfigOpt = typer.Option(None, "--kubeconfig", help="Path to the kubeconfig (default: $KUBECONFIG or ~/.kube/config).")
 ContextOpt = typer.Option(None, "--context", help="The kubeconfig context to use.")
+TimeoutOpt = typer.Option("60s", "--request-timeout", help="Longest wait for one Kubernetes API request (30s, 2m).")
 SnapshotOpt = typer.Option(None, "--snapshot", help="Plan offline against a directory or YAML file of manifests.")
 SnapshotNsOpt = typer.Option("default", "--snapshot-namespace", help="Namespace for snapshot objects that name none.")
 StateOpt = typer.Option(os.environ.get("HARDEN_STATE_DIR", "state"), "--state-dir", help="Where state is kept.")
@@ -51,8 +52,8 @@ OutputOpt = typer.Option(Output.TEXT, "--output", "-o", help="text, json, markdo
 ResultOutputOpt = typer.Option(Output.TEXT, "--output", "-o", help="text or json.")
 
 
-def _request(profile, file, set_, kubeconfig, context, snapshot, snapshot_namespace, state_dir) -> Request:
-    return Request(tuple(profile), file, tuple(set_), kubeconfig, context, snapshot, snapshot_namespace, state_dir)
+def _request(profile, file, set_, kubeconfig, context, snapshot, snapshot_namespace, state_dir, timeout="60s") -> Request:
+    return Request(tuple(profile), file, tuple(set_), kubeconfig, context, snapshot, snapshot_namespace, state_dir, timeout)
 
 
 def _run(fn: Callable[..., int], *args, output: Output = Output.TEXT, **kwargs) -> None:
@@ -76,38 +77,38 @@ def _run(fn: Callable[..., int], *args, output: Output = Output.TEXT, **kwargs) 
 
 @app.command()
 def plan(profile: List[str] = ProfileOpt, file: Optional[str] = StackOpt, set_: List[str] = SetOpt,
-         kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt,
+         kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt, request_timeout: str = TimeoutOpt,
          snapshot: Optional[str] = SnapshotOpt, snapshot_namespace: str = SnapshotNsOpt, state_dir: str = StateOpt,
          out_file: Optional[str] = typer.Option(None, "--out", help="Write the plan as JSON to this file."),
          detailed_exitcode: bool = typer.Option(False, "--detailed-exitcode", help="Exit 2 when there are changes."),
          output: Output = OutputOpt) -> None:
     """Show what would change, field by field, and what it does to security."""
-    _run(commands.plan_cmd, _request(profile, file, set_, kubeconfig, context, snapshot, snapshot_namespace, state_dir),
+    _run(commands.plan_cmd, _request(profile, file, set_, kubeconfig, context, snapshot, snapshot_namespace, state_dir, request_timeout),
          out_file=out_file, detailed_exitcode=detailed_exitcode, output=output)
 
 
 @app.command()
 def apply(plan_file: Optional[str] = typer.Argument(None, help="A plan saved with `harden plan --out`."),
           profile: List[str] = ProfileOpt, file: Optional[str] = StackOpt, set_: List[str] = SetOpt,
-          kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt, state_dir: str = StateOpt,
+          kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt, request_timeout: str = TimeoutOpt, state_dir: str = StateOpt,
           auto_approve: bool = typer.Option(False, "--auto-approve", help="Do not ask for confirmation."),
           lock_timeout: str = typer.Option("0s", "--lock-timeout", help="How long to wait for the state lock."),
           parallelism: int = typer.Option(8, "--parallelism", min=1, max=64, help="Concurrent writes."),
           output: Output = ResultOutputOpt) -> None:
     """Apply the changes (a saved plan exactly, or a fresh plan after confirmation)."""
-    _run(commands.apply_cmd, _request(profile, file, set_, kubeconfig, context, None, "default", state_dir),
+    _run(commands.apply_cmd, _request(profile, file, set_, kubeconfig, context, None, "default", state_dir, request_timeout),
          plan_file=plan_file, auto_approve=auto_approve, lock_timeout=lock_timeout, parallelism=parallelism,
          output=output)
 
 
 @app.command()
 def destroy(profile: List[str] = ProfileOpt, file: Optional[str] = StackOpt, set_: List[str] = SetOpt,
-            kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt, state_dir: str = StateOpt,
+            kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt, request_timeout: str = TimeoutOpt, state_dir: str = StateOpt,
             auto_approve: bool = typer.Option(False, "--auto-approve", help="Do not ask for confirmation."),
             lock_timeout: str = typer.Option("0s", "--lock-timeout", help="How long to wait for the state lock."),
             output: Output = ResultOutputOpt) -> None:
     """Delete what harden created and hand back the fields it set (all of the stack, or the selected profiles)."""
-    _run(commands.apply_cmd, _request(profile, file, set_, kubeconfig, context, None, "default", state_dir),
+    _run(commands.apply_cmd, _request(profile, file, set_, kubeconfig, context, None, "default", state_dir, request_timeout),
          plan_file=None, auto_approve=auto_approve, lock_timeout=lock_timeout, destroy=True, output=output)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .apply import apply_plan
-from .engine import Planned, Request, build_plan, connect
+from .engine import Planned, Request, build_plan, connect, parse_duration
 from .errors import Diagnostics, ExpectationFailed, HardenError, InputError
 from .load import builtin_profile_names, builtin_profiles_dir, load_profile, parse_profile, stack_name
 from .model import Plan
@@ -36,14 +36,7 @@ def plan_cmd(view: View, req: Request, *, out_file: str | None, detailed_exitcod
 
 
 def _parse_duration(text: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600}
-    try:
-        if text and text[-1] in units:
-            return float(text[:-1]) * units[text[-1]]
-        return float(text)
-    except ValueError:
-        raise InputError(f"--lock-timeout {text!r} is not a duration", field="--lock-timeout",
-                         hint="write it like 30s, 2m or 0") from None
+    return parse_duration(text, "--lock-timeout")
 
 
 def _run_apply(view: View, planned: Planned, plan: Plan, parallelism: int = 8) -> int:

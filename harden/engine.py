@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .checks import run_checks
+from .errors import InputError
 from .load import Selection, load_profile, select, stack_name
 from .errors import Diagnostic, Diagnostics, HardenError
 from .graph import Install, find_installs, select_install, shared_roles
@@ -33,6 +34,7 @@ class Request:
     snapshot: str | None = None
     snapshot_namespace: str = "default"
     state_dir: str = "state"
+    request_timeout: str = "60s"  # per Kubernetes API request (`--request-timeout`)
 
 
 @dataclass
@@ -49,13 +51,29 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def parse_duration(text: str, flag: str) -> float:
+    """Seconds from `30s`, `2m`, `1h` or a plain number of seconds (a flag's value)."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        seconds = float(text[:-1]) * units[text[-1]] if text and text[-1] in units else float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:  # also refuses nan
+        raise InputError(f"{flag} {text!r} is not a duration", field=flag, hint="write it like 30s, 2m or 0")
+    return seconds
+
+
 def connect(req: Request) -> tuple[Any, Any]:
     """(source, client): a snapshot needs no client; a cluster goes through `harden.kube`."""
     if req.snapshot:
         return SnapshotSource(req.snapshot, req.snapshot_namespace), None
-    from .kube import KubeClient  # imported lazily: offline use never loads the client
+    from .kube import KubeClient, Timeouts  # imported lazily: offline use never loads the client
 
-    client = KubeClient(req.kubeconfig, req.context)
+    timeout = parse_duration(req.request_timeout, "--request-timeout")
+    if timeout <= 0:
+        raise InputError("--request-timeout must be more than 0", field="--request-timeout",
+                         hint="a request that may wait forever hangs a pipeline on a half-open connection; write e.g. 60s")
+    client = KubeClient(req.kubeconfig, req.context, timeouts=Timeouts.of(timeout))
     return ClusterSource(client), client
 
 

@@ -83,17 +83,32 @@ class TargetNotFound(InputError):
 
 
 class ClusterError(HardenError):
-    """The Kubernetes API refused or failed a request (translated once, in `harden.kube`)."""
+    """The Kubernetes API refused or failed a request (translated once, in `harden.kube`).
+
+    `retryable`: sending the same request again may succeed (429, 5xx, a lost connection).
+    `retry_after`: seconds the server asked to wait first (its Retry-After header).
+    `outcome_unknown`: the request may have been carried out although no answer came back.
+    """
 
     def __init__(self, summary: str, *, status: int | None = None, hint: str | None = None,
-                 retryable: bool = False) -> None:
+                 retryable: bool = False, retry_after: float | None = None, outcome_unknown: bool = False) -> None:
         super().__init__(summary, hint=hint)
         self.status = status
         self.retryable = retryable
+        self.retry_after = retry_after
+        self.outcome_unknown = outcome_unknown
 
 
 class Unreachable(ClusterError):
     pass
+
+
+class TimedOut(Unreachable):
+    """No answer within the request timeout (not retried: the timeout bounds one request)."""
+
+
+class Untrusted(ClusterError):
+    """The server's TLS certificate is not trusted by the kubeconfig's CA: a trust problem, not an outage."""
 
 
 class Forbidden(ClusterError):

@@ -8,13 +8,15 @@ redacted here, at the edge, so nothing downstream can leak them.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Iterable, Protocol
 
 from .errors import Forbidden, InputError
 from .mergekeys import BUILTIN, MergeKeys, from_openapi, openapi_paths
 from .model import Live, Obj, ResourceKey
+from .parallel import NotStarted, guarded
 from .redact import redact
 from .yamlsrc import load_file
 
@@ -62,9 +64,20 @@ class ClusterSource:
 
     def observe(self, kinds: Iterable[tuple[str, str]]) -> Live:
         kinds = sorted(set(kinds) | set(BASE_KINDS))
-        with ThreadPoolExecutor(self.parallelism) as pool:
-            results = list(pool.map(lambda k: self.client.list(*k), kinds))
-        objs = [o for batch in results for o in batch]
+        stop = threading.Event()
+        pool = ThreadPoolExecutor(self.parallelism)
+        try:
+            futures = [pool.submit(guarded, stop, self.client.list, *k) for k in kinds]
+            # The first failure ends the read: a dead connection costs one request timeout, not
+            # one per batch of kinds.
+            wait(futures, return_when=FIRST_EXCEPTION)
+            failed = [f.exception() for f in futures if f.done() and not f.cancelled()
+                      and f.exception() is not None and not isinstance(f.exception(), NotStarted)]
+            if failed:
+                raise failed[0]  # type: ignore[misc]
+            objs = [o for f in futures for o in f.result()]
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
         return _index(objs, set(kinds), {"kind": "cluster", "context": self.client.context, "host": self.client.host})
 
     def merge_keys(self, kinds: Iterable[tuple[str, str]]) -> MergeKeys:

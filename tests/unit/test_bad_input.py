@@ -169,3 +169,53 @@ def test_apply_with_a_missing_kubeconfig_stops_before_planning_or_asking(tmp_pat
     assert f"kubeconfig not found: {missing}" in out
     assert "Plan:" not in out and "confirmation" not in out
     assert not list(state.glob("*.json"))
+
+
+GOOD_KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1", certificate-authority-data: "%s"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+"""
+
+
+@pytest.mark.parametrize("text, expect", [
+    pytest.param("", ["the kubeconfig is empty"], id="empty"),
+    pytest.param("  \n\n", ["the kubeconfig is empty"], id="blank"),
+    pytest.param("clusters: [oops\n", ["kc:2", "not valid YAML", "malformed YAML"], id="garbage-yaml"),
+    pytest.param("just a sentence\n", ["not a kubeconfig", "clusters"], id="not-a-mapping"),
+    pytest.param(GOOD_KUBECONFIG % "!!!notbase64@@", ["kc:3", "clusters[c].cluster.certificate-authority-data",
+                                                      "not valid base64"], id="bad-base64"),
+])
+def test_broken_kubeconfig_says_what_is_wrong_with_the_file(tmp_path, text, expect):
+    kubeconfig = write(tmp_path, "kc", text)
+    code, out = run("plan", "--profile", "read-only-server", "--kubeconfig", kubeconfig, state=tmp_path / "s")
+    assert code == 1
+    assert all(e in out for e in expect), out
+    assert "--kubeconfig" in out and "get-contexts" not in out  # the file is wrong, not the context name
+
+
+def test_empty_context_is_reported_as_such(tmp_path):
+    kubeconfig = write(tmp_path, "kc", GOOD_KUBECONFIG % "")
+    code, out = run("plan", "--profile", "read-only-server", "--kubeconfig", kubeconfig, "--context", "", state=tmp_path / "s")
+    assert code == 1
+    assert "--context is empty" in out and "field --kubeconfig" not in out
+
+
+def test_unknown_context_lists_the_known_ones(tmp_path):
+    kubeconfig = write(tmp_path, "kc", GOOD_KUBECONFIG % "")
+    code, out = run("plan", "--profile", "read-only-server", "--kubeconfig", kubeconfig, "--context", "nope", state=tmp_path / "s")
+    assert code == 1
+    assert "context 'nope' is not in the kubeconfig (it has: x)" in out
+
+
+@pytest.mark.parametrize("value, expect", [("soon", "is not a duration"), ("0", "must be more than 0"),
+                                           ("-5s", "is not a duration")])
+def test_bad_request_timeout(tmp_path, value, expect):
+    kubeconfig = write(tmp_path, "kc", GOOD_KUBECONFIG % "")
+    code, out = run("plan", "--profile", "read-only-server", "--kubeconfig", kubeconfig, "--request-timeout", value,
+                    state=tmp_path / "s")
+    assert code == 1
+    assert "--request-timeout" in out and expect in out

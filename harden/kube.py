@@ -424,13 +424,15 @@ class KubeClient:
 
     def openapi(self, path: str) -> dict | None:
         """An OpenAPI v3 document of the server (`/openapi/v3/apis/apps/v1`), None if not served."""
+        def read() -> dict:
+            request = self.api.param_serialize("GET", path, header_params={"Accept": "application/json"},
+                                               auth_settings=["BearerToken"])
+            response = self.api.call_api(*request)
+            response.read()
+            return self.api.response_deserialize(response, {"200": "object"}).data
+
         try:
-            with translated(f"read {path}"):
-                request = self.api.param_serialize("GET", path, header_params={"Accept": "application/json"},
-                                                   auth_settings=["BearerToken"])
-                response = self.api.call_api(*request)
-                response.read()
-                return self.api.response_deserialize(response, {"200": "object"}).data
+            return self._call(f"read {path}", read)  # a read like any other: retried per request
         except NotFound:
             return None
 

@@ -98,6 +98,11 @@ def _write(cluster: Cluster, c: Change, dry_run: bool, manager: str) -> None:
             if c.observed_resource_version:
                 body = {**body, "metadata": {**body["metadata"], "resourceVersion": c.observed_resource_version}}
             cluster.patch(body, manager=_restorer(c), dry_run=dry_run)
+            # Then let go of every field harden still co-owns (a list entry's key, a value the old
+            # owner wrote back unchanged): an apply of no fields under harden's manager.
+            cluster.apply({k: body[k] for k in ("apiVersion", "kind")} | {"metadata": {
+                k: v for k, v in body["metadata"].items() if k in ("name", "namespace")}},
+                manager=manager, dry_run=dry_run, force=False)
     elif c.action is Action.DELETE:
         if c.observed_resource_version is not None:
             cluster.delete(c.api_version, c.key.kind, c.key.namespace, c.key.name,

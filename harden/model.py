@@ -19,6 +19,9 @@ MANAGER = "harden"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_PROFILE = "harden.dev/profile"
 LABEL_STACK = "harden.dev/stack"
+# On an object harden patches: what its fields held before harden, and who owned them (JSON), written
+# in the same request as the patch, so the original survives a lost state directory.
+ANNOTATION_ORIGINAL = "harden.dev/original"
 PLAN_FORMAT = 2
 
 

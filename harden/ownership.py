@@ -76,6 +76,16 @@ def conflicts(live: Obj | None, changes: list[FieldChange], keys: MergeKeys, own
     return sorted(out.values(), key=lambda c: (c.path, c.manager))
 
 
+def owned_by(live: Obj | None, paths: list[str], manager: str, keys: MergeKeys) -> list[str]:
+    """The `paths` that `manager` owns in `live` (from its managedFields entries)."""
+    out = []
+    for entry in ((live or {}).get("metadata") or {}).get("managedFields") or []:
+        if entry.get("manager") != manager:
+            continue
+        out += [p for p in paths if p not in out and _owns(entry.get("fieldsV1") or {}, split_path(p), live, keys)]
+    return out
+
+
 def _atomic_prefix(path: list, keys: MergeKeys) -> str:
     """Report a conflict on the field that is owned as a whole (`rules`, not `rules[0].verbs[3]`)."""
     for i, p in enumerate(path):

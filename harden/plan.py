@@ -27,11 +27,11 @@ from .diff import diff_fields
 from .errors import Diagnostic, Diagnostics
 from .merge import merge_partial, restore_shape, select_paths
 from .mergekeys import BUILTIN, MergeKeys
-from .model import (LABEL_MANAGED_BY, LABEL_PROFILE, LABEL_STACK, MANAGER, Action, Change, ChangeKind, Detected,
+from .model import (ANNOTATION_ORIGINAL, LABEL_MANAGED_BY, LABEL_PROFILE, LABEL_STACK, MANAGER, Action, Change, ChangeKind, Detected,
                     FieldChange, Live, Obj, Phase, Plan, Record, ResourceKey, Restore, SourceRef, State, TargetReport,
                     field_manager)
 from .load import Selected
-from .ownership import conflicts, dropped_fields
+from .ownership import conflicts, dropped_fields, owned_by
 from .render import Candidate, PatchIntent, Rendered, Target, identity, materialize
 
 
@@ -191,7 +191,8 @@ def make_plan(rendered: list[Rendered], live: Live, state: State, stack: str, *,
                     grouped.setdefault(ResourceKey.of(obj), []).append((intent, obj))
         for key, intents in sorted(grouped.items()):
             try:
-                changes.append(_patch_change(key, intents, state.records.get(str(key)), own, profile_files, keys))
+                changes.append(_patch_change(key, intents, state.records.get(str(key)) or original_record(
+                    intents[0][1], stack), own, profile_files, keys, stack))
             except yaml.YAMLError as exc:
                 intent = next(i for i, _ in intents if i.op == "configMapYaml")
                 problems.append(Diagnostic(f"{key.display()} key {intent.spec['key']!r} does not hold valid YAML: {exc}",
@@ -213,6 +214,13 @@ def make_plan(rendered: list[Rendered], live: Live, state: State, stack: str, *,
         if skey in wanted or (destroy_profiles and not destroy_profiles & set(rec.profiles)):
             continue
         changes.append(_removal(ResourceKey.parse(skey), rec, live, keys))
+    # Fields harden set whose record was lost with the state: the original rides on the object.
+    for key, obj in sorted(live.objects.items()):
+        if str(key) in wanted or str(key) in state.records:
+            continue
+        rec = original_record(obj, stack)
+        if rec is not None and (not destroy_profiles or destroy_profiles & set(rec.profiles)):
+            changes.append(_removal(key, rec, live, keys))
     known = wanted | set(state.records)
     for key, obj in sorted(live.objects.items()):
         labels = (obj.get("metadata") or {}).get("labels") or {}
@@ -278,8 +286,29 @@ def _object_change(key: ResourceKey, body: Obj, profile: str, live: Obj | None, 
                           source=source))
 
 
+def original_record(live: Obj | None, stack: str) -> Record | None:
+    """The record of a patch, read back from the object's `harden.dev/original` annotation."""
+    text = (((live or {}).get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_ORIGINAL)
+    try:
+        data = json.loads(text) if text else None
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("stack") != stack or not isinstance(data.get("body"), dict):
+        return None
+    body = {**identity(live or {}), **data["body"]}
+    return Record(str(ResourceKey.of(live or {})), (live or {}).get("apiVersion", ""), ChangeKind.PATCH,
+                  tuple(data.get("profiles") or ()), "annotation", tuple(data.get("paths") or ()),
+                  Restore(body, str(data.get("manager") or f"{MANAGER}-release")))
+
+
+def _original_annotation(stack: str, profiles: tuple[str, ...], paths: list[str], restore: Restore) -> str:
+    fields = {k: v for k, v in restore.body.items() if k not in ("apiVersion", "kind", "metadata")}
+    return json.dumps({"stack": stack, "profiles": list(profiles), "manager": restore.manager, "paths": paths,
+                       "body": fields}, sort_keys=True, separators=(",", ":"))
+
+
 def _patch_change(key: ResourceKey, intents: list[tuple[PatchIntent, Obj]], record: Record | None,
-                  own: str, profile_files: dict[str, str], keys: MergeKeys) -> Change:
+                  own: str, profile_files: dict[str, str], keys: MergeKeys, stack: str = "default") -> Change:
     live = intents[0][1]
     current = live
     partial: Obj = {}
@@ -289,17 +318,25 @@ def _patch_change(key: ResourceKey, intents: list[tuple[PatchIntent, Obj]], reco
         current = merge_partial(current, part, keys)
         partial = merge_partial(partial, part, keys)
         paths += [x for x in p if x not in paths]
-    body = merge_partial(identity(live), partial, keys)
     profiles = tuple(dict.fromkeys(i.profile for i, _ in intents))
     first = intents[0][0]
     reasons = "; ".join(dict.fromkeys(i.reason for i, _ in intents if i.reason)) or "fields the profile sets"
-    fields = diff_fields(body, live, keys)
     owners = conflicts(live, [FieldChange(p, None, None) for p in paths], keys, own)
     # The restore point: what each field held before harden first set it. Fields harden already
     # set keep the recorded value; fields it sets for the first time take the live value.
     restore = Restore(merge_partial(identity(live), restore_shape(live, partial, keys), keys),
                       owners[0].manager if owners else f"{MANAGER}-release")
     release_first = None
+    released: list[FieldChange] = []
+    unknown: list[str] = []
+    if record is None or record.restore is None:
+        # No record and no annotation, yet harden's own manager owns these fields: the value there is
+        # harden's, not the original. Never record it as one; leave the field alone on release.
+        unknown = owned_by(live, paths, own, keys)
+        if unknown:
+            restore = Restore(merge_partial(identity(live), restore_shape(
+                live, select_paths(partial, [p for p in paths if p not in unknown], keys), keys), keys),
+                restore.manager)
     if record is not None and record.restore is not None:
         kept = [p for p in record.field_paths if p in paths]
         dropped = [p for p in record.field_paths if p not in paths]
@@ -308,12 +345,21 @@ def _patch_change(key: ResourceKey, intents: list[tuple[PatchIntent, Obj]], reco
         if dropped:
             # A field no selected profile sets any more goes back to its recorded value and owner.
             release_first = merge_partial(identity(live), select_paths(recorded, dropped, keys), keys)
-            fields += [FieldChange(f.path, f.before, f.after) for f in diff_fields(release_first, live, keys)]
+            released = diff_fields(release_first, live, keys)
+    known_paths = [p for p in paths if p not in unknown]
+    # The original rides on the object, written in the same request as the fields themselves.
+    partial = merge_partial(partial, {"metadata": {"annotations": {
+        ANNOTATION_ORIGINAL: _original_annotation(stack, profiles, known_paths, restore)}}}, keys)
+    body = merge_partial(identity(live), partial, keys)
+    fields = diff_fields(body, live, keys) + released
+    if unknown:
+        reasons += ("; the value before harden of " + ", ".join(unknown) + " is unknown (harden set it before and "
+                    "its record is lost): destroy will leave it as it is")
     rv = live["metadata"].get("resourceVersion")
     action = Action.UPDATE if fields else Action.NOOP
     return _phased(Change(key, live["apiVersion"], action, ChangeKind.PATCH, profiles, reasons, body=body,
                           fields=tuple(fields), conflicts=tuple(conflicts(live, fields, keys, own)) if fields else (),
-                          observed_resource_version=rv, restore=restore, field_paths=tuple(paths),
+                          observed_resource_version=rv, restore=restore, field_paths=tuple(known_paths),
                           release_first=release_first, source=SourceRef(profile_files.get(first.profile), first.line)))
 
 
@@ -321,7 +367,9 @@ def _removal(key: ResourceKey, rec: Record, live: Live, keys: MergeKeys) -> Chan
     obj = live.get(key)
     rv = obj["metadata"].get("resourceVersion") if obj else None
     if rec.kind is ChangeKind.PATCH:
-        body = rec.restore.body if rec.restore else None
+        # The fields go back to their recorded values, and the record on the object goes with them.
+        body = merge_partial(rec.restore.body, {"metadata": {"annotations": {ANNOTATION_ORIGINAL: None}}}, keys) \
+            if rec.restore else None
         fields = tuple(diff_fields(body, obj, keys)) if (obj and body) else ()
         return _phased(Change(key, rec.api_version, Action.RELEASE, ChangeKind.PATCH, rec.profiles,
                               "no selected profile sets these fields any more" + ("" if obj else " (object is gone)"),

@@ -52,7 +52,8 @@ def key(kind: str, name: str, ns: str = NS, group: str | None = None) -> Resourc
 
 
 def fields(change) -> dict[str, object]:
-    return {f.path: f.after for f in change.fields}
+    """The fields a change sets, less the record of the originals harden keeps on patched objects."""
+    return {f.path: f.after for f in change.fields if "harden.dev/original" not in f.path}
 
 
 def after_state(p) -> list[dict]:

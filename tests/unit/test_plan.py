@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from golden_pairs import live_as_served
 
 from harden.errors import Diagnostics
 from harden.load import select
-from harden.model import Action, ChangeKind, FieldChange, Phase, ResourceKey, Restore
+from harden.model import Action, ChangeKind, FieldChange, Phase, ResourceKey, Restore, field_manager
 from harden.observe import Live
 from harden.plan import make_plan, predict, record_for
 from harden.graph import find_installs, select_install
@@ -179,13 +180,15 @@ def test_release_for_patch_record_no_longer_wanted_restores_recorded_body():
     plan = make_plan([], live_of(reduced), state, STACK)
     c = only_change(plan)
     assert (c.action, c.kind, c.profile) == (Action.RELEASE, ChangeKind.PATCH, "read-only-server")
-    assert c.body == restore_body
+    assert c.body == {**restore_body, "metadata": {**restore_body["metadata"],
+                                                   "annotations": {"harden.dev/original": None}}}
     assert c.restore == Restore(restore_body, "kubectl-client-side-apply")
     assert c.field_paths == ("rules",)
     assert c.observed_resource_version == "11"
     # Releasing puts back exactly what the reduction took away: pods/exec, delete and create.
-    assert sorted(f.after for f in c.fields) == ["create", "delete", "pods/exec"]
-    assert all(f.before is None for f in c.fields)
+    rules = [f for f in c.fields if f.path.startswith("rules")]
+    assert sorted(f.after for f in rules) == ["create", "delete", "pods/exec"]
+    assert all(f.before is None for f in rules)
     assert plan.counts()["release"] == 1
     # predict() puts the recorded rules back.
     after = {ResourceKey.of(o): o for o in predict(live_of(reduced), plan)}
@@ -275,8 +278,10 @@ def test_patch_update_with_conflict_and_restore():
     plan = make_plan(rendered(["read-only-server"]), live_of(CLUSTER_ROLE), State(STACK), STACK)
     c = only_change(plan)
     assert (c.action, c.kind) == (Action.UPDATE, ChangeKind.PATCH)
+    original = json.loads(c.body["metadata"]["annotations"].pop("harden.dev/original"))
+    assert original["manager"] == "kubectl-client-side-apply" and original["body"]["rules"] == CLUSTER_ROLE["rules"]
     assert c.body == {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-                      "metadata": {"name": "argo-server-cluster-role"},
+                      "metadata": {"name": "argo-server-cluster-role", "annotations": {}},
                       "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
                                 {"apiGroups": ["argoproj.io"], "resources": ["workflows"], "verbs": ["get"]}]}
     assert [(x.path, x.manager) for x in c.conflicts] == [("rules", "kubectl-client-side-apply")]
@@ -314,7 +319,7 @@ def test_field_a_profile_stops_setting_is_handed_back_in_the_same_change():
     c = next(x for x in plan.changes if x.key == key)
     assert c.action is Action.UPDATE
     assert c.release_first["data"] == {"workflowRestrictions": "templateReferencing: Secure\n"}
-    assert [(f.path, f.before, f.after) for f in c.fields] == \
+    assert [(f.path, f.before, f.after) for f in c.fields if "harden.dev/original" not in f.path] == \
         [("data.workflowRestrictions.templateReferencing", "Strict", "Secure")]
     # The new restore point no longer covers the released field, and still covers the kept one.
     assert c.restore.body["data"] == {"workflowDefaults": None}
@@ -323,11 +328,40 @@ def test_field_a_profile_stops_setting_is_handed_back_in_the_same_change():
 
 
 def test_patch_already_applied_is_noop():
+    first = only_change(make_plan(rendered(["read-only-server"]), live_of(CLUSTER_ROLE), State(STACK), STACK))
     applied = copy.deepcopy(CLUSTER_ROLE)
     applied["rules"] = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
                         {"apiGroups": ["argoproj.io"], "resources": ["workflows"], "verbs": ["get"]}]
+    applied["metadata"]["annotations"] = first.body["metadata"]["annotations"]
     c = only_change(make_plan(rendered(["read-only-server"]), live_of(applied), State(STACK), STACK))
     assert c.action is Action.NOOP and c.conflicts == ()
+    # The original came back from the object itself: no state was needed to know it.
+    assert c.restore == first.restore and c.restore.body["rules"] == CLUSTER_ROLE["rules"]
+
+
+def test_lost_state_never_records_hardens_own_value_as_the_original():
+    # harden applied the role (its manager owns rules), then state and annotation were both lost.
+    applied = copy.deepcopy(CLUSTER_ROLE)
+    applied["rules"] = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+                        {"apiGroups": ["argoproj.io"], "resources": ["workflows"], "verbs": ["get"]}]
+    applied["metadata"]["managedFields"] = [{"manager": field_manager(STACK), "operation": "Apply",
+                                             "fieldsV1": {"f:rules": {}}}]
+    c = only_change(make_plan(rendered(["read-only-server"]), live_of(applied), State(STACK), STACK))
+    assert "rules" not in c.field_paths and "rules" not in (c.restore.body if c.restore else {})
+    assert "is unknown" in c.reason and "destroy will leave it" in c.reason
+
+
+def test_destroy_with_lost_state_releases_from_the_annotation():
+    first = only_change(make_plan(rendered(["read-only-server"]), live_of(CLUSTER_ROLE), State(STACK), STACK))
+    applied = copy.deepcopy(CLUSTER_ROLE)
+    applied["rules"] = first.body["rules"]
+    applied["metadata"]["annotations"] = first.body["metadata"]["annotations"]
+    plan = make_plan([], live_of(applied), State(STACK), STACK)
+    c = only_change(plan)
+    assert c.action is Action.RELEASE and c.body["rules"] == CLUSTER_ROLE["rules"]
+    assert c.body["metadata"]["annotations"] == {"harden.dev/original": None}
+    # Another stack's annotation is not this stack's to release.
+    assert make_plan([], live_of(applied), State("other"), "other").changes == ()
 
 
 CONFIGMAP = {"apiVersion": "v1", "kind": "ConfigMap",

@@ -11,7 +11,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from dataclasses import dataclass, field
+import string
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from .checks import WITH_SCHEMAS
 from .errors import Diagnostic, Diagnostics, InputError
 from .yamlsrc import Document, PathT, dotted, load_file
 
@@ -76,11 +78,17 @@ class Selection:
     description: dict = field(default_factory=dict)
 
 
-def schema_diagnostics(doc: Document, schema: dict) -> list[Diagnostic]:
+def schema_diagnostics(doc: Document, schema: dict, *, at: PathT = (), templated: bool = False) -> list[Diagnostic]:
+    """Schema errors of the value at `at` in `doc`, with their lines. `templated`: the value is a
+    template, where a whole-string `${name}` stands for a value of any type (it is substituted by
+    a typed value at render) and passes any type check."""
     out = []
-    validator = jsonschema.Draft202012Validator(schema)
-    for err in sorted(validator.iter_errors(doc.data), key=lambda e: list(map(str, e.absolute_path))):
-        path: PathT = tuple(err.absolute_path)
+    value = doc.data
+    for key in at:
+        value = value[key]
+    validator = (_TemplateValidator if templated else jsonschema.Draft202012Validator)(schema)
+    for err in sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.absolute_path))):
+        path: PathT = at + tuple(err.absolute_path)
         message = err.message
         hint = None
         if err.validator == "additionalProperties":
@@ -101,6 +109,126 @@ def schema_diagnostics(doc: Document, schema: dict) -> list[Diagnostic]:
     return out
 
 
+def whole_reference(value: str) -> str | None:
+    """`name` of a string that is exactly `${name}`: render substitutes the typed value for it."""
+    stripped = value.strip()
+    if stripped.startswith("${") and stripped.endswith("}") and stripped.count("${") == 1:
+        return stripped[2:-1]
+    return None
+
+
+def _skip_references(check):
+    def validate(validator, value, instance, schema):
+        if isinstance(instance, str) and whole_reference(instance) is not None:
+            return
+        yield from check(validator, value, instance, schema) or ()
+    return validate
+
+
+_TemplateValidator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    {k: _skip_references(jsonschema.Draft202012Validator.VALIDATORS[k])
+     for k in ("type", "enum", "const", "pattern", "format", "minLength", "maxLength")})
+
+
+LIST_TYPES = {"stringList", "cidrList", "portList"}
+
+
+def kubernetes_kinds() -> dict[str, dict]:
+    return schema("kubernetes")["kinds"]
+
+
+@cache
+def kind_schema(kind: str) -> dict:
+    """The schema of an object of `kind` in a profile: the Kubernetes object plus harden's switches."""
+    full = schema("kubernetes")
+    root = dict(full["$defs"][full["kinds"][kind]["schema"].removeprefix("#/$defs/")])
+    root["properties"] = {**root["properties"], "when": {}, "forEach": {}}
+    return {"$defs": full["$defs"], **root}
+
+
+def _object_problems(doc: Document, i: int, obj: dict, params: dict[str, dict]) -> list[Diagnostic]:
+    """An object is a Kubernetes object of a kind harden manages, shaped as its OpenAPI schema says."""
+    at = ("objects", i)
+    kind, api_version = obj.get("kind"), obj.get("apiVersion")
+    kinds = kubernetes_kinds()
+    if kind == "Secret":
+        return []  # refused on its own, with the reason
+    if kind not in kinds:
+        return [Diagnostic(f"harden does not manage objects of kind {kind!r}", file=doc.file,
+                           line=doc.line_of(at + ("kind",)), field=dotted(at + ("kind",)),
+                           hint=f"kinds a profile may declare: {', '.join(k for k in kinds if k != 'Secret')}")]
+    if api_version != kinds[kind]["apiVersion"]:
+        return [Diagnostic(f"{kind} is served as apiVersion {kinds[kind]['apiVersion']}, not {api_version!r}",
+                           file=doc.file, line=doc.line_of(at + ("apiVersion",)), field=dotted(at + ("apiVersion",)),
+                           hint=f"write apiVersion: {kinds[kind]['apiVersion']}")]
+    problems = []
+    loop = obj.get("forEach")
+    if loop is not None:
+        decl = params.get(loop["parameter"])
+        if decl is None or decl["type"] not in LIST_TYPES:
+            what = "an undeclared parameter" if decl is None else f"a {decl['type']} parameter"
+            problems.append(Diagnostic(f"forEach over {what} ({loop['parameter']!r}); it needs a list",
+                                       file=doc.file, line=doc.line_of(at + ("forEach", "parameter")),
+                                       field=dotted(at + ("forEach", "parameter")),
+                                       hint="name a parameter of type " + ", ".join(sorted(LIST_TYPES))
+                                            + f": {', '.join(n for n, d in params.items() if d['type'] in LIST_TYPES) or '(none declared)'}"))
+    for d in schema_diagnostics(doc, kind_schema(kind), at=at, templated=True):
+        problems.append(replace(d, hint=d.hint or f"see `kubectl explain {kind.lower()} --recursive`"))
+    return problems
+
+
+class Placeholders(string.Template):
+    """`${name}`, `${name.key}` and `$name` in profile strings; `$$` is a literal `$`."""
+
+    idpattern = r"[a-zA-Z][a-zA-Z0-9]*(?:\.[-a-zA-Z0-9_./]+)?"
+
+
+# What render substitutes: everything but the profile's own metadata, its parameters, and the
+# `when`/`forEach` switches (read as written).
+_TEMPLATED = ("objects", "targets", "patches", "checks", "expect")
+
+
+def _placeholder_problems(doc: Document, params: dict[str, dict], loop_vars: set[str]) -> list[Diagnostic]:
+    problems = []
+    for section in _TEMPLATED:
+        for path, text in _strings(doc.data.get(section), (section,)):
+            if path[-1:] in (("when",), ("forEach",)) or "when" in path[2:3] or "forEach" in path[2:3]:
+                continue
+            if "${" not in text:
+                continue  # render templates only strings with a `${`: a lone `$` elsewhere is literal
+            for m in Placeholders.pattern.finditer(text):
+                if m.group("invalid") is not None:
+                    problems.append(Diagnostic(f"broken placeholder at {text[m.start():m.start() + 12]!r}",
+                                               file=doc.file, line=doc.line_of(path), field=dotted(path),
+                                               hint="write ${name} with a declared parameter name, or $$ for a literal $"))
+                    break  # what follows a broken placeholder cannot be read reliably
+                ref = m.group("named") or m.group("braced")
+                if ref is None:
+                    continue
+                name, dot, key = ref.partition(".")
+                if name not in params and name not in loop_vars:
+                    problems.append(Diagnostic(f"reference to undeclared parameter ${{{ref}}}", file=doc.file,
+                                               line=doc.line_of(path), field=dotted(path),
+                                               hint=f"declare it under parameters, or use one of: {', '.join(params) or '(none)'}"))
+                elif dot and name in params and params[name]["type"] not in ("labelSelector", "peer"):
+                    problems.append(Diagnostic(f"${{{ref}}}: parameter {name!r} is a {params[name]['type']}, which has no keys",
+                                               file=doc.file, line=doc.line_of(path), field=dotted(path),
+                                               hint="only labelSelector and peer parameters have keys (${peer.namespace})"))
+    return problems
+
+
+def _strings(value: Any, path: PathT):
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(v, path + (k,))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _strings(v, path + (i,))
+
+
 def parse_profile(doc: Document) -> Profile:
     problems = schema_diagnostics(doc, schema("profile"))
     if problems:
@@ -112,17 +240,37 @@ def parse_profile(doc: Document) -> Profile:
     for i, decl in enumerate(data.get("parameters", [])):
         if "default" in decl:
             try:
+                if decl["type"] in LIST_TYPES and not isinstance(decl["default"], list):
+                    # `a,b` splits into a list only on the command line, where lists are awkward to type.
+                    raise ValueError(f"expected a YAML list like [a, b], got {decl['default']!r}")
                 coerce(decl, decl["default"])
             except ValueError as exc:
                 problems.append(Diagnostic(f"default of parameter {decl['name']!r} is invalid: {exc}",
                                            file=doc.file, line=doc.line_of(("parameters", i, "default")),
-                                           field=f"parameters[{i}].default"))
+                                           field=f"parameters[{i}].default", hint=TYPE_HINTS[decl["type"]]))
     loop_vars = {o["forEach"]["as"] for o in data.get("objects", []) if "forEach" in o}
-    for path, ref in _references(data, ()):
-        if ref not in params and ref not in loop_vars:
-            problems.append(Diagnostic(f"reference to undeclared parameter ${{{ref}}}", file=doc.file,
-                                       line=doc.line_of(path), field=dotted(path),
-                                       hint=f"declare it under parameters, or use one of: {', '.join(params) or '(none)'}"))
+    problems += _placeholder_problems(doc, params, loop_vars)
+    for i, obj in enumerate(data.get("objects", [])):
+        problems += _object_problems(doc, i, obj, params)
+    for section in ("objects", "patches", "expect"):
+        for i, item in enumerate(data.get(section, [])):
+            if "when" in item and item["when"]["parameter"] not in params:
+                at = (section, i, "when", "parameter")
+                problems.append(Diagnostic(f"when: names undeclared parameter {item['when']['parameter']!r}",
+                                           file=doc.file, line=doc.line_of(at), field=dotted(at),
+                                           hint=f"use one of: {', '.join(params) or '(none declared)'}"))
+    for i, c in enumerate(data.get("checks", [])):
+        if c["check"] not in WITH_SCHEMAS:
+            problems.append(Diagnostic(f"unknown check {c['check']!r}", file=doc.file,
+                                       line=doc.line_of(("checks", i, "check")), field=f"checks[{i}].check",
+                                       hint=f"checks: {', '.join(sorted(WITH_SCHEMAS))}"))
+            continue
+        with_doc = Document(c.get("with", {}), doc.file,
+                            {p[3:]: n for p, n in doc.lines.items() if p[:3] == ("checks", i, "with")},
+                            doc.line_of(("checks", i, "with") if "with" in c else ("checks", i)))
+        for d in schema_diagnostics(with_doc, WITH_SCHEMAS[c["check"]], templated=True):
+            problems.append(Diagnostic(d.summary, file=d.file, line=d.line,
+                                       field=f"checks[{i}].with" + (f".{d.field}" if d.field else ""), hint=d.hint))
     target_ids = {t["id"] for t in data.get("targets", [])}
     # Secrets stay out of harden's reach: their values would land in plans and state.
     for i, obj in enumerate(data.get("objects", [])):
@@ -153,27 +301,14 @@ def parse_profile(doc: Document) -> Profile:
     return profile
 
 
-_REF = re.compile(r"\$\{([A-Za-z][A-Za-z0-9]*)(?:\.[-A-Za-z0-9_./]+)?\}")
-
-
-def _references(value: Any, path: PathT):
-    if isinstance(value, str):
-        for m in _REF.finditer(value):
-            yield path, m.group(1)
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield from _references(v, path + (k,))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _references(v, path + (i,))
-
-
 def load_profile(ref: str) -> Profile:
     """A built-in profile by name, or a profile file by path."""
     path = Path(ref)
     if not (ref.endswith((".yaml", ".yml")) or "/" in ref):
+        # A built-in name is a profile name (a DNS label): anything else, e.g. a name longer than a
+        # file name may be, is no built-in, not a file system error.
         path = builtin_profiles_dir() / f"{ref}.yaml"
-        if not path.exists():
+        if not (DNS_LABEL.match(ref) and len(ref) <= 63 and path.exists()):
             raise InputError(f"unknown profile {ref!r}",
                              hint=f"built-in profiles: {', '.join(builtin_profile_names())}; or pass a path to a profile file")
     docs = load_file(path)

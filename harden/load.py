@@ -78,15 +78,18 @@ class Selection:
     description: dict = field(default_factory=dict)
 
 
-def schema_diagnostics(doc: Document, schema: dict, *, at: PathT = (), templated: bool = False) -> list[Diagnostic]:
+def schema_diagnostics(doc: Document, schema: dict, *, at: PathT = (), templated: bool = False,
+                       partial: bool = False) -> list[Diagnostic]:
     """Schema errors of the value at `at` in `doc`, with their lines. `templated`: the value is a
     template, where a whole-string `${name}` stands for a value of any type (it is substituted by
-    a typed value at render) and passes any type check."""
+    a typed value at render) and passes any type check. `partial`: the value is a part of an
+    object (a `set` patch), so no field is required."""
     out = []
     value = doc.data
     for key in at:
         value = value[key]
-    validator = (_TemplateValidator if templated else jsonschema.Draft202012Validator)(schema)
+    cls = _PartialValidator if partial else _TemplateValidator if templated else jsonschema.Draft202012Validator
+    validator = cls(schema)
     for err in sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.absolute_path))):
         path: PathT = at + tuple(err.absolute_path)
         message = err.message
@@ -131,7 +134,13 @@ _TemplateValidator = jsonschema.validators.extend(
      for k in ("type", "enum", "const", "pattern", "format", "minLength", "maxLength")})
 
 
+_PartialValidator = jsonschema.validators.extend(_TemplateValidator, {"required": lambda *_: None})
+
 LIST_TYPES = {"stringList", "cidrList", "portList"}
+# What a profile may declare as an object; kubernetes.schema.json also holds the kinds profiles
+# patch (Deployment, StatefulSet, DaemonSet), whose `set` patches are checked against it.
+OBJECT_KINDS = ("NetworkPolicy", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding", "ServiceAccount",
+                "ConfigMap", "Secret")
 
 
 def kubernetes_kinds() -> dict[str, dict]:
@@ -154,10 +163,10 @@ def _object_problems(doc: Document, i: int, obj: dict, params: dict[str, dict]) 
     kinds = kubernetes_kinds()
     if kind == "Secret":
         return []  # refused on its own, with the reason
-    if kind not in kinds:
+    if kind not in OBJECT_KINDS:
         return [Diagnostic(f"harden does not manage objects of kind {kind!r}", file=doc.file,
                            line=doc.line_of(at + ("kind",)), field=dotted(at + ("kind",)),
-                           hint=f"kinds a profile may declare: {', '.join(k for k in kinds if k != 'Secret')}")]
+                           hint=f"kinds a profile may declare: {', '.join(k for k in OBJECT_KINDS if k != 'Secret')}")]
     if api_version != kinds[kind]["apiVersion"]:
         return [Diagnostic(f"{kind} is served as apiVersion {kinds[kind]['apiVersion']}, not {api_version!r}",
                            file=doc.file, line=doc.line_of(at + ("apiVersion",)), field=dotted(at + ("apiVersion",)),
@@ -176,6 +185,19 @@ def _object_problems(doc: Document, i: int, obj: dict, params: dict[str, dict]) 
     for d in schema_diagnostics(doc, kind_schema(kind), at=at, templated=True):
         problems.append(replace(d, hint=d.hint or f"see `kubectl explain {kind.lower()} --recursive`"))
     return problems
+
+
+def _set_problems(doc: Document, i: int, patch: dict, target: dict | None) -> list[Diagnostic]:
+    """A `set` patch is part of an object of its target's kind (each candidate's, if they differ)."""
+    if "set" not in patch or target is None:
+        return []
+    out: list[Diagnostic] = []
+    for kind in sorted({c["kind"] for c in target["candidates"]} & set(kubernetes_kinds())):
+        for d in schema_diagnostics(doc, kind_schema(kind), at=("patches", i, "set"), partial=True):
+            d = replace(d, hint=d.hint or f"see `kubectl explain {kind.lower()} --recursive`")
+            if d not in out:
+                out.append(d)
+    return out
 
 
 class Placeholders(string.Template):
@@ -252,6 +274,9 @@ def parse_profile(doc: Document) -> Profile:
     problems += _placeholder_problems(doc, params, loop_vars)
     for i, obj in enumerate(data.get("objects", [])):
         problems += _object_problems(doc, i, obj, params)
+    targets = {t["id"]: t for t in data.get("targets", [])}
+    for i, patch in enumerate(data.get("patches", [])):
+        problems += _set_problems(doc, i, patch, targets.get(patch["target"]))
     for section in ("objects", "patches", "expect"):
         for i, item in enumerate(data.get(section, [])):
             if "when" in item and item["when"]["parameter"] not in params:

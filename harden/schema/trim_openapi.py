@@ -4,7 +4,7 @@
 
 DIR holds the documents served at /openapi/v3/api/v1 (core.json),
 /openapi/v3/apis/networking.k8s.io/v1 (networking.json) and
-/openapi/v3/apis/rbac.authorization.k8s.io/v1 (rbac.json), and /version (version.json). The
+/openapi/v3/apis/rbac.authorization.k8s.io/v1 (rbac.json), /openapi/v3/apis/apps/v1 (apps.json), and /version (version.json). The
 shipped copy was read from the kube-apiserver v1.36.3 the integration tests build (tests/kube);
 the same documents are in kubernetes/kubernetes at api/openapi-spec/v3/.
 
@@ -29,6 +29,10 @@ KINDS = {
     "ServiceAccount": ("core", "v1", "io.k8s.api.core.v1.ServiceAccount"),
     "ConfigMap": ("core", "v1", "io.k8s.api.core.v1.ConfigMap"),
     "Secret": ("core", "v1", "io.k8s.api.core.v1.Secret"),
+    # Patch targets only: `set` patches on them are checked against their schema.
+    "Deployment": ("apps", "apps/v1", "io.k8s.api.apps.v1.Deployment"),
+    "StatefulSet": ("apps", "apps/v1", "io.k8s.api.apps.v1.StatefulSet"),
+    "DaemonSet": ("apps", "apps/v1", "io.k8s.api.apps.v1.DaemonSet"),
 }
 _PREFIX = "#/components/schemas/"
 _KEEP = ("type", "required", "enum")
@@ -57,7 +61,7 @@ def trim(node: dict[str, Any], refs: set[str]) -> dict[str, Any]:
 
 def build(src: Path) -> dict[str, Any]:
     docs = {name: json.loads((src / f"{name}.json").read_text())["components"]["schemas"]
-            for name in ("core", "networking", "rbac")}
+            for name in ("core", "networking", "rbac", "apps")}
     version = json.loads((src / "version.json").read_text())["gitVersion"]
     defs: dict[str, Any] = {}
     kinds: dict[str, Any] = {}
@@ -86,7 +90,7 @@ def build(src: Path) -> dict[str, Any]:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://harden.dev/schema/kubernetes.schema.json",
         "description": f"Kubernetes {version} OpenAPI v3 (/openapi/v3/api/v1, /openapi/v3/apis/networking.k8s.io/v1, "
-                       "/openapi/v3/apis/rbac.authorization.k8s.io/v1), trimmed by harden/schema/trim_openapi.py "
+                       "/openapi/v3/apis/rbac.authorization.k8s.io/v1, /openapi/v3/apis/apps/v1), trimmed by harden/schema/trim_openapi.py "
                        "to the kinds profiles declare",
         "kinds": kinds,
         "$defs": dict(sorted(defs.items())),
@@ -94,4 +98,4 @@ def build(src: Path) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(build(Path(sys.argv[1])), indent=1))
+    print(json.dumps(build(Path(sys.argv[1])), separators=(",", ":"), sort_keys=False))

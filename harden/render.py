@@ -54,6 +54,7 @@ class Target:
     description: str
     candidates: tuple[Candidate, ...]
     optional: bool
+    line: int | None = None  # where the profile declares it, for "target not found"
 
 
 @dataclass(frozen=True)
@@ -225,7 +226,8 @@ def render(selected: Selected, stack: str) -> Rendered:
             c = _substitute(profile, ("targets", ti), c, values, texts)
             cands.append(Candidate(c["apiVersion"], c["kind"], c.get("namespace", ""), c.get("name"),
                                    c.get("labels"), c.get("layout")))
-        targets.append(Target(t["id"], profile.name, t.get("description", ""), tuple(cands), t.get("optional", False)))
+        targets.append(Target(t["id"], profile.name, t.get("description", ""), tuple(cands), t.get("optional", False),
+                              profile.line("targets", ti)))
     patches = []
     for i, p in enumerate(data.get("patches", [])):
         if not _when(p.get("when"), raw_values):

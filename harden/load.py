@@ -338,7 +338,8 @@ def load_profile(ref: str) -> Profile:
                              hint=f"built-in profiles: {', '.join(builtin_profile_names())}; or pass a path to a profile file")
     docs = load_file(path)
     if len(docs) != 1:
-        raise InputError(f"a profile file holds exactly one YAML document, found {len(docs)}", file=str(path))
+        raise InputError(f"a profile file holds exactly one YAML document, found {len(docs)}", file=str(path),
+                         line=docs[1].start_line if docs else 1, hint="put each profile in a file of its own")
     return parse_profile(docs[0])
 
 
@@ -531,7 +532,7 @@ def stack_name(stack_file: str | None) -> str:
     name = meta.get("name") if isinstance(meta, dict) else None
     if not isinstance(name, str) or not DNS_LABEL.match(name):
         raise InputError("stack file has no valid metadata.name", file=stack_file,
-                         line=docs[0].line_of(("metadata", "name")) if docs else None, field="metadata.name",
+                         line=docs[0].line_of(("metadata", "name")) if docs else 1, field="metadata.name",
                          hint="name the stack with lowercase letters, digits and '-'")
     return name
 
@@ -546,7 +547,8 @@ def select(profile_refs: list[str], stack_file: str | None, sets: list[str]) -> 
     if stack_file:
         docs = load_file(stack_file)
         if len(docs) != 1:
-            raise InputError(f"a stack file holds exactly one YAML document, found {len(docs)}", file=stack_file)
+            raise InputError(f"a stack file holds exactly one YAML document, found {len(docs)}", file=stack_file,
+                             line=docs[1].start_line if docs else 1, hint="put each stack in a file of its own")
         doc = docs[0]
         problems += schema_diagnostics(doc, schema("stack"))
         if problems:
@@ -563,6 +565,9 @@ def select(profile_refs: list[str], stack_file: str | None, sets: list[str]) -> 
             entries.append((ref, with_values, (doc.file, doc.line_of(("profiles", i, "profile")), f"profiles[{i}].profile")))
     for ref in profile_refs:
         entries.append((ref, {}, (None, None, f"--profile {ref}")))
+    if not entries and stack_file:
+        raise InputError("the stack selects no profiles", file=stack_file, line=doc.line_of(("profiles",)),
+                         field="profiles", hint="list profiles under profiles: (see `harden profiles`)")
     if not entries:
         raise InputError("no profiles selected",
                          hint="pass --profile NAME (see `harden profiles`) or -f STACK.yaml")

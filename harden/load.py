@@ -214,7 +214,7 @@ _TEMPLATED = ("objects", "targets", "patches", "checks", "expect")
 def _placeholder_problems(doc: Document, params: dict[str, dict], loop_vars: set[str]) -> list[Diagnostic]:
     problems = []
     for section in _TEMPLATED:
-        for path, text in _strings(doc.data.get(section), (section,)):
+        for path, text in strings_in(doc.data.get(section), (section,)):
             if path[-1:] in (("when",), ("forEach",)) or "when" in path[2:3] or "forEach" in path[2:3]:
                 continue
             if "${" not in text:
@@ -240,15 +240,16 @@ def _placeholder_problems(doc: Document, params: dict[str, dict], loop_vars: set
     return problems
 
 
-def _strings(value: Any, path: PathT):
+def strings_in(value: Any, path: PathT = ()):
+    """(path, text) of every string in a tree of mappings and lists."""
     if isinstance(value, str):
         yield path, value
     elif isinstance(value, dict):
         for k, v in value.items():
-            yield from _strings(v, path + (k,))
+            yield from strings_in(v, path + (k,))
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            yield from _strings(v, path + (i,))
+            yield from strings_in(v, path + (i,))
 
 
 def parse_profile(doc: Document) -> Profile:
@@ -582,6 +583,8 @@ def select(profile_refs: list[str], stack_file: str | None, sets: list[str]) -> 
             continue
         except InputError as exc:
             d = exc.diagnostic
+            if d.line is None:  # the profile file itself could not be read: point at who names it
+                d = Diagnostic(d.summary, file=file, line=line, field=fld, hint=d.hint)
             problems.append(Diagnostic(d.summary, file=d.file or file, line=d.line or line,
                                        field=d.field or fld, hint=d.hint))
             continue

@@ -20,8 +20,9 @@ import yaml
 
 from .diff import path_text
 from .errors import InputError
-from .load import Placeholders, Profile, Selected, whole_reference
+from .load import Placeholders, Profile, Selected, strings_in, whole_reference
 from .model import LABEL_MANAGED_BY, LABEL_PROFILE, LABEL_STACK, MANAGER, Obj, ResourceKey
+from .yamlsrc import dotted
 
 
 @dataclass(frozen=True)
@@ -110,9 +111,10 @@ def _substitute(profile: Profile, at: tuple, value: Any, values: dict[str, Any],
         return substitute(value, values, texts)
     except KeyError as exc:
         ref = exc.args[0]
+        where = next((at + p for p, text in strings_in(value) if f"${{{ref}}}" in text or f"${ref}" in text), at)
         raise InputError(f"${{{ref}}} has no value: parameter {ref.partition('.')[0]!r} has no key {ref.partition('.')[2]!r}"
-                         if "." in ref else f"${{{ref}}} has no value", file=profile.file, line=profile.line(*at),
-                         field=".".join(map(str, at)), hint="give the parameter a value that has this key") from None
+                         if "." in ref else f"${{{ref}}} has no value", file=profile.file, line=profile.line(*where),
+                         field=dotted(where), hint="give the parameter a value that has this key") from None
 
 
 def _text(v: Any) -> str:

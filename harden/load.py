@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
 
 from .checks import WITH_SCHEMAS
 from .errors import Diagnostic, Diagnostics, InputError
-from .yamlsrc import Document, PathT, dotted, load_file
+from .yamlsrc import Document, PathT, dotted, load_documents, load_file
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
@@ -516,10 +515,13 @@ def parse_set(pairs: list[str], problems: list[Diagnostic]) -> dict[str, Value]:
             problems.append(Diagnostic(f"--set {pair!r} is not KEY=VALUE", field=f"--set {pair}",
                                        hint="write --set namespace=argo or --set metrics-ingress.prometheusNamespace=monitoring"))
             continue
+        # Parsed by the same YAML reader as files (no aliases, tags or deep nesting); what it refuses
+        # is taken as the text it is, which the parameter's type then accepts or reports.
         try:
-            value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
-            value = raw
+            docs = load_documents(raw, f"--set {key}") if raw else []
+        except InputError:
+            docs = []
+        value = docs[0].data if len(docs) == 1 else raw
         out[key.strip()] = Value(value, None, None, f"--set {key}", raw=raw)
     return out
 

@@ -85,6 +85,8 @@ def test_good_profile_plans(tmp_path):
     pytest.param(["database=10.0.0.0/8", "port=abc"], ["--set port", "expected a port number"], id="port-text"),
     pytest.param([], ["db-egress.yaml:", "needs parameter 'database'", "pass --set database=VALUE"], id="missing-required"),
     pytest.param(["database=10.0.0.0/8", "bogus=1"], ["--set bogus", "no selected profile has parameter 'bogus'"], id="unknown-set"),
+    pytest.param(["database=!!float y"], ["--set database", "'!!float y' is not a valid CIDR"], id="set-bad-tag"),
+    pytest.param(["database=&a [*a]"], ["--set database", "'&a [*a]' is not a valid CIDR"], id="set-alias"),
 ])
 def test_bad_parameter_values(tmp_path, sets, expect):
     args = ["plan", "--profile", "db-egress", "--snapshot", SNAPSHOT]

@@ -214,7 +214,7 @@ def _placeholder_problems(doc: Document, params: dict[str, dict], loop_vars: set
     problems = []
     for section in _TEMPLATED:
         for path, text in strings_in(doc.data.get(section), (section,)):
-            if path[-1:] in (("when",), ("forEach",)) or "when" in path[2:3] or "forEach" in path[2:3]:
+            if path[2:3] in (("when",), ("forEach",)):
                 continue
             if "${" not in text:
                 continue  # render templates only strings with a `${`: a lone `$` elsewhere is literal

@@ -14,11 +14,23 @@ from .model import Finding, Obj, Severity
 
 CheckFn = Callable[[list[Obj], dict[str, Any]], tuple[bool, str]]
 CHECKS: dict[str, CheckFn] = {}
+# The JSON Schema of each check's `with:` values, checked when the profile is loaded, so a check
+# is never run with a key missing or of the wrong type.
+WITH_SCHEMAS: dict[str, dict] = {}
+
+_STRING = {"type": "string"}
+_LABELS = {"type": "object", "additionalProperties": {"type": "string"}}
 
 
-def check(name: str) -> Callable[[CheckFn], CheckFn]:
+def _with(required: dict[str, dict], optional: dict[str, dict] | None = None) -> dict:
+    return {"type": "object", "additionalProperties": False, "required": sorted(required),
+            "properties": {**required, **(optional or {})}}
+
+
+def check(name: str, with_schema: dict) -> Callable[[CheckFn], CheckFn]:
     def register(fn: CheckFn) -> CheckFn:
         CHECKS[name] = fn
+        WITH_SCHEMAS[name] = with_schema
         return fn
     return register
 
@@ -45,7 +57,7 @@ def _args(dep: Obj) -> list[str]:
     return [a for c in containers for a in (c.get("command") or []) + (c.get("args") or [])]
 
 
-@check("managedNamespaceSeparate")
+@check("managedNamespaceSeparate", _with({"namespace": _STRING}, {"controllerLabels": _LABELS}))
 def managed_namespace_separate(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
     """The namespace whose workflows the controller runs must not be the controller's own."""
     ns = w["namespace"]
@@ -64,7 +76,8 @@ def managed_namespace_separate(objs: list[Obj], w: dict[str, Any]) -> tuple[bool
     return True, f"workflow-controller in {ns} manages namespace {managed}"
 
 
-@check("deploymentArgs")
+@check("deploymentArgs", _with({"namespace": _STRING, "labels": _LABELS, "flag": _STRING},
+                            {"forbid": _STRING, "require": _STRING}))
 def deployment_args(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
     """A Deployment's args carry (or lack) a flag value, e.g. argo-server's --auth-mode."""
     deps = _deployments(objs, w["namespace"], w["labels"])
@@ -83,7 +96,7 @@ def deployment_args(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
     return True, f"{name}: {w['flag']} is {value if value is not None else '(default)'}"
 
 
-@check("noBindingsFor")
+@check("noBindingsFor", _with({"namespace": _STRING, "serviceAccount": _STRING}))
 def no_bindings_for(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
     """No RoleBinding or ClusterRoleBinding names this service account."""
     ns, sa = w["namespace"], w["serviceAccount"]
@@ -138,7 +151,8 @@ def _tls_version(text: Any) -> tuple[int, int] | None:
     return int(parts[0]), int(parts[1])
 
 
-@check("tlsMinVersionAtLeast")
+@check("tlsMinVersionAtLeast", _with({"version": {"type": ["string", "number"]}},
+                                   {"atLeast": {"type": ["string", "number"]}}))
 def tls_min_version_at_least(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
     """A TLS version parameter is one Go's crypto/tls knows ("1.0".."1.3") and is at least `atLeast`."""
     have, floor = _tls_version(w["version"]), _tls_version(w.get("atLeast", "1.2"))
@@ -149,7 +163,9 @@ def tls_min_version_at_least(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, 
     return True, f"TLS minimum {w['version']} (at least {w.get('atLeast', '1.2')})"
 
 
-@check("configMapKeysConsumed")
+@check("configMapKeysConsumed", _with(
+    {"namespace": _STRING, "configMap": _STRING},
+    {"consumers": {"type": "array", "items": _with({"key": _STRING}, {"labels": _LABELS})}}))
 def config_map_keys_consumed(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
     """Each consumer workload reads its ConfigMap key (env valueFrom.configMapKeyRef), so setting the
     key reaches the process. `consumers`: [{labels, key}], matched on pod-template labels."""
@@ -176,7 +192,9 @@ def config_map_keys_consumed(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, 
     return True, "; ".join(found) or "no consumers listed"
 
 
-@check("configMapValuesNot")
+@check("configMapValuesNot", _with(
+    {"namespace": _STRING, "configMap": _STRING},
+    {"forbid": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}}}))
 def config_map_values_not(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
     """A ConfigMap holds none of the forbidden key=value pairs (values compared case-insensitively)."""
     ns, name = w["namespace"], w["configMap"]
@@ -192,7 +210,7 @@ def config_map_values_not(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str
     return True, f"ConfigMap {ns}/{name} sets none of {', '.join(sorted(w.get('forbid') or {}))}"
 
 
-@check("noProjectedTokenVolume")
+@check("noProjectedTokenVolume", _with({"namespace": _STRING}, {"labels": _LABELS, "serviceAccount": _STRING}))
 def no_projected_token_volume(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
     """The workload gets no Kubernetes token another way than the automount (a projected
     serviceAccountToken volume), and runs as the expected service account."""

@@ -11,17 +11,18 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from dataclasses import dataclass, field
+import string
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
 
+from .checks import WITH_SCHEMAS
 from .errors import Diagnostic, Diagnostics, InputError
-from .yamlsrc import Document, PathT, dotted, load_file
+from .yamlsrc import Document, PathT, dotted, load_documents, load_file
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
@@ -76,11 +77,20 @@ class Selection:
     description: dict = field(default_factory=dict)
 
 
-def schema_diagnostics(doc: Document, schema: dict) -> list[Diagnostic]:
+def schema_diagnostics(doc: Document, schema: dict, *, at: PathT = (), templated: bool = False,
+                       partial: bool = False) -> list[Diagnostic]:
+    """Schema errors of the value at `at` in `doc`, with their lines. `templated`: the value is a
+    template, where a whole-string `${name}` stands for a value of any type (it is substituted by
+    a typed value at render) and passes any type check. `partial`: the value is a part of an
+    object (a `set` patch), so no field is required."""
     out = []
-    validator = jsonschema.Draft202012Validator(schema)
-    for err in sorted(validator.iter_errors(doc.data), key=lambda e: list(map(str, e.absolute_path))):
-        path: PathT = tuple(err.absolute_path)
+    value = doc.data
+    for key in at:
+        value = value[key]
+    cls = _PartialValidator if partial else _TemplateValidator if templated else jsonschema.Draft202012Validator
+    validator = cls(schema)
+    for err in sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.absolute_path))):
+        path: PathT = at + tuple(err.absolute_path)
         message = err.message
         hint = None
         if err.validator == "additionalProperties":
@@ -101,6 +111,162 @@ def schema_diagnostics(doc: Document, schema: dict) -> list[Diagnostic]:
     return out
 
 
+def whole_reference(value: str) -> str | None:
+    """`name` of a string that is exactly `${name}`: render substitutes the typed value for it."""
+    stripped = value.strip()
+    if stripped.startswith("${") and stripped.endswith("}") and stripped.count("${") == 1:
+        return stripped[2:-1]
+    return None
+
+
+def _skip_references(check):
+    def validate(validator, value, instance, schema):
+        if isinstance(instance, str) and whole_reference(instance) is not None:
+            return
+        yield from check(validator, value, instance, schema) or ()
+    return validate
+
+
+_TemplateValidator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    {k: _skip_references(jsonschema.Draft202012Validator.VALIDATORS[k])
+     for k in ("type", "enum", "const", "pattern", "format", "minLength", "maxLength")})
+
+
+_PartialValidator = jsonschema.validators.extend(_TemplateValidator, {"required": lambda *_: None})
+
+LIST_TYPES = {"stringList", "cidrList", "portList"}
+# What a profile may declare as an object; kubernetes.schema.json also holds the kinds profiles
+# patch (Deployment, StatefulSet, DaemonSet), whose `set` patches are checked against it.
+OBJECT_KINDS = ("NetworkPolicy", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding", "ServiceAccount",
+                "ConfigMap", "Secret")
+
+
+def kubernetes_kinds() -> dict[str, dict]:
+    return schema("kubernetes")["kinds"]
+
+
+@cache
+def kind_schema(kind: str) -> dict:
+    """The schema of an object of `kind` in a profile: the Kubernetes object plus harden's switches."""
+    full = schema("kubernetes")
+    root = dict(full["$defs"][full["kinds"][kind]["schema"].removeprefix("#/$defs/")])
+    root["properties"] = {**root["properties"], "when": {}, "forEach": {}}
+    return {"$defs": full["$defs"], **root}
+
+
+def _object_problems(doc: Document, i: int, obj: dict, params: dict[str, dict]) -> list[Diagnostic]:
+    """An object is a Kubernetes object of a kind harden manages, shaped as its OpenAPI schema says."""
+    at = ("objects", i)
+    kind, api_version = obj.get("kind"), obj.get("apiVersion")
+    kinds = kubernetes_kinds()
+    if kind == "Secret":
+        return []  # refused on its own, with the reason
+    if kind not in OBJECT_KINDS:
+        return [Diagnostic(f"harden does not manage objects of kind {kind!r}", file=doc.file,
+                           line=doc.line_of(at + ("kind",)), field=dotted(at + ("kind",)),
+                           hint=f"kinds a profile may declare: {', '.join(k for k in OBJECT_KINDS if k != 'Secret')}")]
+    if api_version != kinds[kind]["apiVersion"]:
+        return [Diagnostic(f"{kind} is served as apiVersion {kinds[kind]['apiVersion']}, not {api_version!r}",
+                           file=doc.file, line=doc.line_of(at + ("apiVersion",)), field=dotted(at + ("apiVersion",)),
+                           hint=f"write apiVersion: {kinds[kind]['apiVersion']}")]
+    problems = []
+    loop = obj.get("forEach")
+    if loop is not None:
+        decl = params.get(loop["parameter"])
+        if decl is None or decl["type"] not in LIST_TYPES:
+            what = "an undeclared parameter" if decl is None else f"a {decl['type']} parameter"
+            problems.append(Diagnostic(f"forEach over {what} ({loop['parameter']!r}); it needs a list",
+                                       file=doc.file, line=doc.line_of(at + ("forEach", "parameter")),
+                                       field=dotted(at + ("forEach", "parameter")),
+                                       hint="name a parameter of type " + ", ".join(sorted(LIST_TYPES))
+                                            + f": {', '.join(n for n, d in params.items() if d['type'] in LIST_TYPES) or '(none declared)'}"))
+    for d in schema_diagnostics(doc, kind_schema(kind), at=at, templated=True):
+        problems.append(replace(d, hint=d.hint or f"see `kubectl explain {kind.lower()} --recursive`"))
+    return problems
+
+
+def _target_kinds(doc: Document, target: dict) -> set[str]:
+    """The kinds a target can be: its candidates', or those of the component object it names."""
+    if "component" not in target:
+        return {c["kind"] for c in target.get("candidates", [])}
+    if target.get("object") == "configMap":
+        return {"ConfigMap"}
+    if target.get("object") in ("roles", "clusterRoles"):
+        return {"ClusterRole"} | ({"Role"} if target["object"] == "roles" else set())
+    from .needs import component_specs
+
+    product = (doc.data.get("metadata") or {}).get("product")
+    return {s.kind for s in component_specs() if s.product == product and s.name == target["component"] and s.kind}
+
+
+def _set_problems(doc: Document, i: int, patch: dict, target: dict | None) -> list[Diagnostic]:
+    """A `set` patch is part of an object of its target's kind (each candidate's, if they differ)."""
+    if "set" not in patch or target is None:
+        return []
+    out: list[Diagnostic] = []
+    for kind in sorted(_target_kinds(doc, target) & set(kubernetes_kinds())):
+        for d in schema_diagnostics(doc, kind_schema(kind), at=("patches", i, "set"), partial=True):
+            d = replace(d, hint=d.hint or f"see `kubectl explain {kind.lower()} --recursive`")
+            if d not in out:
+                out.append(d)
+    return out
+
+
+class Placeholders(string.Template):
+    """`${name}`, `${name.key}` and `$name` in profile strings; `$$` is a literal `$`."""
+
+    idpattern = r"[a-zA-Z][a-zA-Z0-9]*(?:\.[-a-zA-Z0-9_./]+)?"
+
+
+# What render substitutes: everything but the profile's own metadata, its parameters, and the
+# `when`/`forEach` switches (read as written).
+_TEMPLATED = ("objects", "targets", "patches", "checks", "expect")
+
+
+def _placeholder_problems(doc: Document, params: dict[str, dict], loop_vars: set[str]) -> list[Diagnostic]:
+    problems = []
+    for section in _TEMPLATED:
+        for path, text in strings_in(doc.data.get(section), (section,)):
+            if path[2:3] in (("when",), ("forEach",)):
+                continue
+            if "${" not in text:
+                continue  # render templates only strings with a `${`: a lone `$` elsewhere is literal
+            for m in Placeholders.pattern.finditer(text):
+                if m.group("invalid") is not None:
+                    problems.append(Diagnostic(f"broken placeholder at {text[m.start():m.start() + 12]!r}",
+                                               file=doc.file, line=doc.line_of(path), field=dotted(path),
+                                               hint="write ${name} with a declared parameter name, or $$ for a literal $"))
+                    break  # what follows a broken placeholder cannot be read reliably
+                ref = m.group("named") or m.group("braced")
+                if ref is None:
+                    continue
+                name, dot, key = ref.partition(".")
+                if name == "graph":
+                    continue  # ${graph.COMPONENT.FIELD}: checked by _graph_diagnostics
+                if name not in params and name not in loop_vars:
+                    problems.append(Diagnostic(f"reference to undeclared parameter ${{{ref}}}", file=doc.file,
+                                               line=doc.line_of(path), field=dotted(path),
+                                               hint=f"declare it under parameters, or use one of: {', '.join(params) or '(none)'}"))
+                elif dot and name in params and params[name]["type"] not in ("labelSelector", "peer"):
+                    problems.append(Diagnostic(f"${{{ref}}}: parameter {name!r} is a {params[name]['type']}, which has no keys",
+                                               file=doc.file, line=doc.line_of(path), field=dotted(path),
+                                               hint="only labelSelector and peer parameters have keys (${peer.namespace})"))
+    return problems
+
+
+def strings_in(value: Any, path: PathT = ()):
+    """(path, text) of every string in a tree of mappings and lists."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from strings_in(v, path + (k,))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from strings_in(v, path + (i,))
+
+
 def parse_profile(doc: Document) -> Profile:
     problems = schema_diagnostics(doc, schema("profile"))
     if problems:
@@ -112,18 +278,41 @@ def parse_profile(doc: Document) -> Profile:
     for i, decl in enumerate(data.get("parameters", [])):
         if "default" in decl:
             try:
+                if decl["type"] in LIST_TYPES and not isinstance(decl["default"], list):
+                    # `a,b` splits into a list only on the command line, where lists are awkward to type.
+                    raise ValueError(f"expected a YAML list like [a, b], got {decl['default']!r}")
                 coerce(decl, decl["default"])
             except ValueError as exc:
                 problems.append(Diagnostic(f"default of parameter {decl['name']!r} is invalid: {exc}",
                                            file=doc.file, line=doc.line_of(("parameters", i, "default")),
-                                           field=f"parameters[{i}].default"))
+                                           field=f"parameters[{i}].default", hint=TYPE_HINTS[decl["type"]]))
     loop_vars = {o["forEach"]["as"] for o in data.get("objects", []) if "forEach" in o}
     problems += _graph_diagnostics(doc)
-    for path, ref in _references(data, ()):
-        if ref not in params and ref not in loop_vars and ref != "graph":
-            problems.append(Diagnostic(f"reference to undeclared parameter ${{{ref}}}", file=doc.file,
-                                       line=doc.line_of(path), field=dotted(path),
-                                       hint=f"declare it under parameters, or use one of: {', '.join(params) or '(none)'}"))
+    problems += _placeholder_problems(doc, params, loop_vars)
+    for i, obj in enumerate(data.get("objects", [])):
+        problems += _object_problems(doc, i, obj, params)
+    targets = {t["id"]: t for t in data.get("targets", [])}
+    for i, patch in enumerate(data.get("patches", [])):
+        problems += _set_problems(doc, i, patch, targets.get(patch["target"]))
+    for section in ("objects", "patches", "expect"):
+        for i, item in enumerate(data.get(section, [])):
+            if "when" in item and item["when"]["parameter"] not in params:
+                at = (section, i, "when", "parameter")
+                problems.append(Diagnostic(f"when: names undeclared parameter {item['when']['parameter']!r}",
+                                           file=doc.file, line=doc.line_of(at), field=dotted(at),
+                                           hint=f"use one of: {', '.join(params) or '(none declared)'}"))
+    for i, c in enumerate(data.get("checks", [])):
+        if c["check"] not in WITH_SCHEMAS:
+            problems.append(Diagnostic(f"unknown check {c['check']!r}", file=doc.file,
+                                       line=doc.line_of(("checks", i, "check")), field=f"checks[{i}].check",
+                                       hint=f"checks: {', '.join(sorted(WITH_SCHEMAS))}"))
+            continue
+        with_doc = Document(c.get("with", {}), doc.file,
+                            {p[3:]: n for p, n in doc.lines.items() if p[:3] == ("checks", i, "with")},
+                            doc.line_of(("checks", i, "with") if "with" in c else ("checks", i)))
+        for d in schema_diagnostics(with_doc, WITH_SCHEMAS[c["check"]], templated=True):
+            problems.append(Diagnostic(d.summary, file=d.file, line=d.line,
+                                       field=f"checks[{i}].with" + (f".{d.field}" if d.field else ""), hint=d.hint))
     target_ids = {t["id"] for t in data.get("targets", [])}
     # Secrets stay out of harden's reach: their values would land in plans and state.
     for i, obj in enumerate(data.get("objects", [])):
@@ -187,7 +376,7 @@ def _graph_diagnostics(doc: Document) -> list[Diagnostic]:
                                   line=doc.line_of(path), field=dotted(path),
                                   hint=f"use one of: {', '.join(sorted(known))}"))
 
-    for path, text in _strings(data, ()):
+    for path, text in strings_in(data, ()):
         for m in _GRAPH_REF.finditer(text):
             unknown(m.group(1), path)
             if m.group(2) not in GRAPH_FIELDS:
@@ -199,43 +388,20 @@ def _graph_diagnostics(doc: Document) -> list[Diagnostic]:
     return out
 
 
-def _strings(value: Any, path: PathT):
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield from _strings(v, path + (k,))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _strings(v, path + (i,))
-
-
-_REF = re.compile(r"\$\{([A-Za-z][A-Za-z0-9]*)(?:\.[-A-Za-z0-9_./]+)?\}")
-
-
-def _references(value: Any, path: PathT):
-    if isinstance(value, str):
-        for m in _REF.finditer(value):
-            yield path, m.group(1)
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield from _references(v, path + (k,))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _references(v, path + (i,))
-
-
 def load_profile(ref: str) -> Profile:
     """A built-in profile by name, or a profile file by path."""
     path = Path(ref)
     if not (ref.endswith((".yaml", ".yml")) or "/" in ref):
+        # A built-in name is a profile name (a DNS label): anything else, e.g. a name longer than a
+        # file name may be, is no built-in, not a file system error.
         path = builtin_profiles_dir() / f"{ref}.yaml"
-        if not path.exists():
+        if not (DNS_LABEL.match(ref) and len(ref) <= 63 and path.exists()):
             raise InputError(f"unknown profile {ref!r}",
                              hint=f"built-in profiles: {', '.join(builtin_profile_names())}; or pass a path to a profile file")
     docs = load_file(path)
     if len(docs) != 1:
-        raise InputError(f"a profile file holds exactly one YAML document, found {len(docs)}", file=str(path))
+        raise InputError(f"a profile file holds exactly one YAML document, found {len(docs)}", file=str(path),
+                         line=docs[1].start_line if docs else 1, hint="put each profile in a file of its own")
     return parse_profile(docs[0])
 
 
@@ -432,10 +598,13 @@ def parse_set(pairs: list[str], problems: list[Diagnostic]) -> dict[str, Value]:
             problems.append(Diagnostic(f"--set {pair!r} is not KEY=VALUE", field=f"--set {pair}",
                                        hint="write --set namespace=argo or --set metrics-ingress.prometheusNamespace=monitoring"))
             continue
+        # Parsed by the same YAML reader as files (no aliases, tags or deep nesting); what it refuses
+        # is taken as the text it is, which the parameter's type then accepts or reports.
         try:
-            value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
-            value = raw
+            docs = load_documents(raw, f"--set {key}") if raw else []
+        except InputError:
+            docs = []
+        value = docs[0].data if len(docs) == 1 else raw
         out[key.strip()] = Value(value, None, None, f"--set {key}", raw=raw)
     return out
 
@@ -449,7 +618,7 @@ def stack_name(stack_file: str | None) -> str:
     name = meta.get("name") if isinstance(meta, dict) else None
     if not isinstance(name, str) or not DNS_LABEL.match(name):
         raise InputError("stack file has no valid metadata.name", file=stack_file,
-                         line=docs[0].line_of(("metadata", "name")) if docs else None, field="metadata.name",
+                         line=docs[0].line_of(("metadata", "name")) if docs else 1, field="metadata.name",
                          hint="name the stack with lowercase letters, digits and '-'")
     return name
 
@@ -464,7 +633,8 @@ def select(profile_refs: list[str], stack_file: str | None, sets: list[str]) -> 
     if stack_file:
         docs = load_file(stack_file)
         if len(docs) != 1:
-            raise InputError(f"a stack file holds exactly one YAML document, found {len(docs)}", file=stack_file)
+            raise InputError(f"a stack file holds exactly one YAML document, found {len(docs)}", file=stack_file,
+                             line=docs[1].start_line if docs else 1, hint="put each stack in a file of its own")
         doc = docs[0]
         problems += schema_diagnostics(doc, schema("stack"))
         if problems:
@@ -481,6 +651,9 @@ def select(profile_refs: list[str], stack_file: str | None, sets: list[str]) -> 
             entries.append((ref, with_values, (doc.file, doc.line_of(("profiles", i, "profile")), f"profiles[{i}].profile")))
     for ref in profile_refs:
         entries.append((ref, {}, (None, None, f"--profile {ref}")))
+    if not entries and stack_file:
+        raise InputError("the stack selects no profiles", file=stack_file, line=doc.line_of(("profiles",)),
+                         field="profiles", hint="list profiles under profiles: (see `harden profiles`)")
     if not entries:
         raise InputError("no profiles selected",
                          hint="pass --profile NAME (see `harden profiles`) or -f STACK.yaml")
@@ -495,6 +668,8 @@ def select(profile_refs: list[str], stack_file: str | None, sets: list[str]) -> 
             continue
         except InputError as exc:
             d = exc.diagnostic
+            if d.line is None:  # the profile file itself could not be read: point at who names it
+                d = Diagnostic(d.summary, file=file, line=line, field=fld, hint=d.hint)
             problems.append(Diagnostic(d.summary, file=d.file or file, line=d.line or line,
                                        field=d.field or fld, hint=d.hint))
             continue

@@ -182,7 +182,7 @@ def make_plan(rendered: list[Rendered], live: Live, state: State, stack: str, *,
                     problems.append(Diagnostic(
                         f"profile {r.profile!r}: target {t.id!r} ({t.description or 'patched object'}) is not in the "
                         f"{live.source.get('kind', 'cluster')}; looked for: " + looked,
-                        file=profile_files.get(r.profile), field=f"targets.{t.id}",
+                        file=profile_files.get(r.profile), line=t.line, field=f"targets.{t.id}",
                         hint="install the target first, point --set at the right namespace/release, or deselect the profile"))
         grouped: dict[ResourceKey, list[tuple[PatchIntent, Obj]]] = {}
         for r in rendered:

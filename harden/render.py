@@ -13,18 +13,19 @@ inside a ConfigMap key) are rendered as intents here and materialized against th
 from __future__ import annotations
 
 import copy
-import string
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
+from .errors import InputError
 from .fieldpath import get_at, path_text
 from .graph import Install
-from .load import Selected
+from .load import Placeholders, Profile, Selected, strings_in, whole_reference
 from .merge import merge_partial
 from .mergekeys import ATOMIC_ONLY
 from .model import LABEL_MANAGED_BY, LABEL_PROFILE, LABEL_STACK, MANAGER, Obj, ResourceKey
+from .yamlsrc import dotted
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class Target:
     candidates: tuple[Candidate, ...]
     optional: bool
     many: bool = False  # every candidate that exists is a target (a component's roles), not the first
+    line: int | None = None  # where the profile declares it, for "target not found"
 
 
 @dataclass(frozen=True)
@@ -85,11 +87,11 @@ def substitute(value: Any, values: dict[str, Any], texts: dict[str, str] | None 
     """Replace `${name}`: a whole-string reference by the typed value, an embedded one by its text."""
     texts = texts if texts is not None else {k: _text(v) for k, v in values.items()}
     if isinstance(value, str):
-        stripped = value.strip()
-        if stripped.startswith("${") and stripped.endswith("}") and stripped.count("${") == 1:
-            return copy.deepcopy(values.get(stripped[2:-1]))
+        ref = whole_reference(value)
+        if ref is not None:
+            return copy.deepcopy(values.get(ref))
         if "${" in value:
-            return _Template(value).substitute(texts)
+            return Placeholders(value).substitute(texts)
         return value
     if isinstance(value, dict):
         return {k: substitute(v, values, texts) for k, v in value.items()}
@@ -106,8 +108,17 @@ def substitute(value: Any, values: dict[str, Any], texts: dict[str, str] | None 
     return value
 
 
-class _Template(string.Template):
-    idpattern = r"[a-zA-Z][a-zA-Z0-9]*(?:\.[-a-zA-Z0-9_./]+)?"
+def _substitute(profile: Profile, at: tuple, value: Any, values: dict[str, Any], texts: dict[str, str]) -> Any:
+    """`substitute`, with a reference to a key the given value lacks (`${labels.tier}` when the
+    labels have no `tier`) reported at the profile line that makes it."""
+    try:
+        return substitute(value, values, texts)
+    except KeyError as exc:
+        ref = exc.args[0]
+        where = next((at + p for p, text in strings_in(value) if f"${{{ref}}}" in text or f"${ref}" in text), at)
+        raise InputError(f"${{{ref}}} has no value: parameter {ref.partition('.')[0]!r} has no key {ref.partition('.')[2]!r}"
+                         if "." in ref else f"${{{ref}}} has no value", file=profile.file, line=profile.line(*where),
+                         field=dotted(where), hint="give the parameter a value that has this key") from None
 
 
 def _text(v: Any) -> str:
@@ -235,41 +246,50 @@ def render(selected: Selected, stack: str, install: Install | None = None) -> Re
         template = {k: v for k, v in raw.items() if k not in ("when", "forEach")}
         # `forEach: {parameter: namespaces, as: ns}` renders the object once per list item, `${ns}` bound to it.
         loop = raw.get("forEach")
-        items = [None] if not loop else list(raw_values.get(loop["parameter"]) or [])
-        if loop and not items and loop.get("ifEmpty"):
-            items = [raw_values.get(loop["ifEmpty"])]
+        items: list[Any] = [None]
+        if loop:
+            items = raw_values.get(loop["parameter"])  # type: ignore[assignment]
+            if not isinstance(items, list):
+                # Load admits only list parameters; no value at all is no list either, and dropping
+                # the object silently would hide that it is missing.
+                raise InputError(f"forEach over parameter {loop['parameter']!r}, which has no list value",
+                                 file=profile.file, line=profile.line("objects", i, "forEach", "parameter"),
+                                 field=f"objects[{i}].forEach.parameter",
+                                 hint=f"set {loop['parameter']} to a list (an empty list [] renders no object)")
+            if not items and loop.get("ifEmpty"):
+                items = [raw_values.get(loop["ifEmpty"])]  # e.g. no workflow namespaces: the install's
         for item in items:
             v, t = values, texts
             if loop:
                 v, t = {**values, loop["as"]: item}, _Texts({**texts, loop["as"]: _text(item)})
-            body = substitute(template, v, t)
+            body = _substitute(profile, ("objects", i), template, v, t)
             meta = body.setdefault("metadata", {})
             meta["labels"] = {**(meta.get("labels") or {}), LABEL_MANAGED_BY: MANAGER,
                               LABEL_PROFILE: profile.name, LABEL_STACK: stack}
             objects.append(DesiredObject(ResourceKey.of(body), body, profile.name, profile.line("objects", i)))
     targets = []
-    for t in data.get("targets", []):
+    for ti, t in enumerate(data.get("targets", [])):
         cands = []
         for c in t.get("candidates", []):
-            c = substitute(c, values, texts)
+            c = _substitute(profile, ("targets", ti), c, values, texts)
             cands.append(Candidate(c["apiVersion"], c["kind"], c.get("namespace", ""), c.get("name"),
                                    c.get("labels"), c.get("layout")))
         if "component" in t:
             cands = list(_graph_candidates(t, install))
         targets.append(Target(t["id"], profile.name, t.get("description", ""), tuple(cands), t.get("optional", False),
-                              many=t.get("object") in ("roles", "clusterRoles")))
+                              many=t.get("object") in ("roles", "clusterRoles"), line=profile.line("targets", ti)))
     patches = []
     for i, p in enumerate(data.get("patches", [])):
         if not _when(p.get("when"), raw_values):
             continue
         for op in PATCH_OPS:
             if op in p:
-                patches.append(PatchIntent(profile.name, p["target"], op, substitute(p[op], values, texts),
+                patches.append(PatchIntent(profile.name, p["target"], op, _substitute(profile, ("patches", i), p[op], values, texts),
                                            p.get("reason", ""), profile.line("patches", i)))
-    checks = tuple({**substitute(c, values, texts), "line": profile.line("checks", i)}
+    checks = tuple({**_substitute(profile, ("checks", i), c, values, texts), "line": profile.line("checks", i)}
                    for i, c in enumerate(data.get("checks", [])))
     # Endpoints in expectations are text (NS/KEY=VAL or a CIDR), so they take every value as text.
-    expectations = tuple({**substitute({k: v for k, v in e.items() if k != "when"}, texts, texts),
+    expectations = tuple({**_substitute(profile, ("expect", i), {k: v for k, v in e.items() if k != "when"}, texts, texts),
                           "line": profile.line("expect", i)}
                          for i, e in enumerate(data.get("expect", [])) if _when(e.get("when"), raw_values))
     return Rendered(profile.name, tuple(objects), tuple(targets), tuple(patches), checks, expectations, raw_values)

@@ -35,8 +35,9 @@ objects:
 """
 
 
-def run(*args: str, state: Path) -> tuple[int, str]:
-    result = runner.invoke(app, [*args, "--state-dir", str(state)], env={"NO_COLOR": "1", "COLUMNS": "300"})
+def run(*args: str, state: Path | None) -> tuple[int, str]:
+    state_args = ["--state-dir", str(state)] if state is not None else []  # None: a command without state (validate)
+    result = runner.invoke(app, [*args, *state_args], env={"NO_COLOR": "1", "COLUMNS": "300"})
     text = result.output
     assert "Traceback" not in text, text
     assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), result.exception
@@ -84,6 +85,8 @@ def test_good_profile_plans(tmp_path):
     pytest.param(["database=10.0.0.0/8", "port=abc"], ["--set port", "expected a port number"], id="port-text"),
     pytest.param([], ["db-egress.yaml:", "needs parameter 'database'", "pass --set database=VALUE"], id="missing-required"),
     pytest.param(["database=10.0.0.0/8", "bogus=1"], ["--set bogus", "no selected profile has parameter 'bogus'"], id="unknown-set"),
+    pytest.param(["database=!!float y"], ["--set database", "'!!float y' is not a valid CIDR"], id="set-bad-tag"),
+    pytest.param(["database=&a [*a]"], ["--set database", "'&a [*a]' is not a valid CIDR"], id="set-alias"),
 ])
 def test_bad_parameter_values(tmp_path, sets, expect):
     args = ["plan", "--profile", "db-egress", "--snapshot", SNAPSHOT]
@@ -219,3 +222,146 @@ def test_bad_request_timeout(tmp_path, value, expect):
                     state=tmp_path / "s")
     assert code == 1
     assert "--request-timeout" in out and expect in out
+
+
+def test_apply_without_terminal_or_approval_refuses(tmp_path):
+    kubeconfig = write(tmp_path, "kc", "apiVersion: v1\nkind: Config\n")
+    code, out = run("apply", "--profile", "read-only-server", "--kubeconfig", str(tmp_path / "missing"), state=tmp_path / "s")
+    assert code == 1  # fails on the kubeconfig before it would ever ask
+    assert kubeconfig  # (a real refusal without --auto-approve is covered against the API server)
+
+
+# -- hostile input (issue "Hostile input and broken connections"): exit 1 with file:line, never a traceback --
+
+def _laughs() -> str:
+    lines = ['l0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"l{i}: &l{i} [" + ",".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("edit, expect", [
+    pytest.param(("  title: one policy\n", "  title: one policy\n  description: " + "[" * 5000 + "\n"),
+                 ["tiny.yaml:", "nested more than 64 levels"], id="deep-nesting"),
+    pytest.param(("  title: one policy\n", "  title: one policy\n  description: &d [*d]\n"),
+                 ["tiny.yaml:6", "aliases are not supported (*d)"], id="recursive-alias"),
+    pytest.param(("  title: one policy\n", "  title: one\x00policy\n"), ["tiny.yaml:5", "special character U+0000"], id="nul"),
+    pytest.param(("  title: one policy\n", "  title: one\x1bpolicy\n"), ["tiny.yaml:5", "special character U+001B"], id="escape-char"),
+    pytest.param(("  title: one policy\n", "  title: !custom one policy\n"), ["tiny.yaml:5", "unsupported YAML tag !custom"], id="custom-tag"),
+    pytest.param(("    default: argo\n", "    default: !!float y\n"), ["tiny.yaml:11", "'y' is not a valid !!float"], id="mismatched-tag"),
+    pytest.param(("    spec: {podSelector: {}}\n", "    spec: [podSelector]\n"),
+                 ["tiny.yaml:@spec:", "objects[0].spec", "is not of type 'object'"], id="spec-type"),
+    pytest.param(("    spec: {podSelector: {}}\n", "    spec: {podSelector: {}, ingress: [{ports: [{protocol: 80}]}]}\n"),
+                 ["tiny.yaml:@spec:", "objects[0].spec.ingress[0].ports[0].protocol", "80 is not one of ['SCTP', 'TCP', 'UDP']"],
+                 id="protocol-number"),
+    pytest.param(("    spec: {podSelector: {}}\n", "    spec: {podSelector: {}, ingress: [{ports: {port: 80}}]}\n"),
+                 ["objects[0].spec.ingress[0].ports", "is not of type 'array'"], id="ports-type"),
+    pytest.param(("    spec: {podSelector: {}}\n", "    spec: {podSelector: {matchLabels: {tier: 1}}}\n"),
+                 ["tiny.yaml:@spec:", "objects[0].spec.podSelector.matchLabels.tier", "1 is not of type 'string'"], id="label-value"),
+    pytest.param(("    spec: {podSelector: {}}\n", "    spec: {podSelector: {matchExpressions: [{key: a, operator: Is}]}}\n"),
+                 ["tiny.yaml:@spec:", "matchExpressions[0].operator", "'Is' is not one of"], id="selector-operator"),
+    pytest.param(("    kind: NetworkPolicy\n", "    kind: Pod\n"),
+                 ["tiny.yaml:@kind:", "objects[0].kind", "does not manage objects of kind 'Pod'"], id="unknown-kind"),
+    pytest.param(("  - apiVersion: networking.k8s.io/v1\n", "  - apiVersion: v1\n"),
+                 ["tiny.yaml:@- apiVersion:", "NetworkPolicy is served as apiVersion networking.k8s.io/v1"], id="wrong-api-version"),
+    pytest.param(('    metadata: {name: tiny, namespace: "${namespace}"}\n', '    metadata: {name: "tiny-${", namespace: "${namespace}"}\n'),
+                 ["tiny.yaml:@    metadata:", "objects[0].metadata.name", "broken placeholder"], id="placeholder-open"),
+    pytest.param(('    metadata: {name: tiny, namespace: "${namespace}"}\n', '    metadata: {name: "a${}b", namespace: "${namespace}"}\n'),
+                 ["tiny.yaml:@    metadata:", "broken placeholder"], id="placeholder-empty"),
+    pytest.param(('    metadata: {name: tiny, namespace: "${namespace}"}\n', '    metadata: {name: "a-${${namespace}}", namespace: x}\n'),
+                 ["tiny.yaml:@    metadata:", "broken placeholder"], id="placeholder-nested"),
+    pytest.param(('    metadata: {name: tiny, namespace: "${namespace}"}\n', '    metadata: {name: "t-${namespace.x}", namespace: x}\n'),
+                 ["tiny.yaml:@    metadata:", "parameter 'namespace' is a namespace, which has no keys"], id="placeholder-key"),
+    pytest.param(("    kind: NetworkPolicy\n", "    kind: NetworkPolicy\n    forEach: {parameter: open, as: x}\n"),
+                 ["tiny.yaml:@forEach:", "objects[0].forEach.parameter", "forEach over a boolean parameter ('open')"], id="forEach-boolean"),
+    pytest.param(("    kind: NetworkPolicy\n", "    kind: NetworkPolicy\n    forEach: {parameter: namespace, as: x}\n"),
+                 ["tiny.yaml:@forEach:", "forEach over a namespace parameter"], id="forEach-string"),
+    pytest.param(("    kind: NetworkPolicy\n", "    kind: NetworkPolicy\n    forEach: {parameter: nmspaces, as: x}\n"),
+                 ["tiny.yaml:@forEach:", "forEach over an undeclared parameter ('nmspaces')"], id="forEach-missing"),
+    pytest.param(("    default: [a, b]\n", '    default: "a,b"\n'),
+                 ["tiny.yaml:@default: \"a,b\"", "default of parameter 'names' is invalid", "expected a YAML list"], id="stringList-default"),
+    pytest.param(("checks: []\n", "checks:\n  - {id: c, check: noBindingsFor, with: {namespace: argo}}\n"),
+                 ["tiny.yaml:@- {id: c", "checks[0].with", "'serviceAccount' is a required property"], id="check-with-missing"),
+    pytest.param(("checks: []\n", "checks:\n  - {id: c, check: noBindingsFor}\n"),
+                 ["tiny.yaml:@- {id: c", "checks[0].with", "'namespace' is a required property"], id="check-without-with"),
+    pytest.param(("checks: []\n", "checks:\n  - {id: c, check: deploymentArgs, with: {namespace: a, flag: f, labels: [a]}}\n"),
+                 ["tiny.yaml:@- {id: c", "checks[0].with.labels", "is not of type 'object'"], id="check-with-type"),
+    pytest.param(("checks: []\n", "checks:\n  - {id: c, check: noSuchCheck}\n"),
+                 ["tiny.yaml:@- {id: c", "unknown check 'noSuchCheck'", "noBindingsFor"], id="unknown-check"),
+])
+def test_hostile_profile_is_an_input_error(tmp_path, edit, expect):
+    text = (GOOD_PROFILE.replace("    default: argo\n", "    default: argo\n  - name: open\n    type: boolean\n"
+                                 "    default: true\n  - name: names\n    type: stringList\n    default: [a, b]\n")
+            + "checks: []\n")
+    assert edit[0] in text
+    text = text.replace(*edit)
+    profile = write(tmp_path, "tiny.yaml", text)
+    # "tiny.yaml:@NEEDLE": the line holding NEEDLE (lines are never counted by hand)
+    expect = [f"tiny.yaml:{next(n for n, line in enumerate(text.splitlines(), 1) if f[11:] in line)}"
+              if f.startswith("tiny.yaml:@") else f for f in expect]
+    for args, state in ((["validate", profile], None),
+                        (["plan", "--profile", profile, "--snapshot", SNAPSHOT], tmp_path / "state")):
+        code, out = run(*args, state=state)
+        assert code == 1, out
+        for fragment in expect:
+            assert fragment in out, (args[0], fragment, out)
+
+
+def test_billion_laughs_profile_is_refused(tmp_path):
+    profile = write(tmp_path, "lol.yaml", GOOD_PROFILE.replace("  title: one policy\n", "  title: one policy\n")
+                    + "x-" + _laughs().replace("\n", "\nx-"))
+    code, out = run("validate", profile, state=None)
+    assert code == 1 and "lol.yaml:" in out and "aliases are not supported" in out
+
+
+@pytest.mark.parametrize("name", ["a" * 300, "b" * 300 + ".yaml", "dir/" + "c" * 300 + ".yaml"])
+def test_profile_name_too_long_for_a_file_name(tmp_path, name):
+    stack = write(tmp_path, "stack.yaml", f"""\
+        apiVersion: harden.dev/v1alpha1
+        kind: Stack
+        metadata: {{name: s}}
+        profiles:
+          - profile: {name}
+        """)
+    code, out = run("plan", "-f", stack, "--snapshot", SNAPSHOT, state=tmp_path / "state")
+    assert code == 1 and "stack.yaml:5" in out, out
+    code, out = run("plan", "--profile", name, "--snapshot", SNAPSHOT, state=tmp_path / "state")
+    assert code == 1 and name[:40] in out, out
+
+
+def test_set_patch_is_checked_against_the_target_kind(tmp_path):
+    profile = write(tmp_path, "patch.yaml", GOOD_PROFILE.replace("objects:\n", """\
+targets:
+  - id: policy
+    candidates: [{apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, namespace: argo, name: x}]
+patches:
+  - target: policy
+    set: {spec: {ingress: {"0": {from: []}}}}
+objects:
+"""))
+    code, out = run("validate", profile, state=None)
+    assert code == 1 and "patch.yaml:17" in out and "patches[0].set.spec.ingress" in out and "not of type 'array'" in out, out
+
+
+@pytest.mark.parametrize("params, obj_edit, expect", [
+    pytest.param("  - {name: names, type: stringList}\n", "    forEach: {parameter: names, as: n}\n",
+                 ["forEach over parameter 'names', which has no list value", "objects[0].forEach.parameter"],
+                 id="forEach-without-value"),
+    pytest.param("  - {name: sel, type: labelSelector, default: {app: x}}\n", "    metadata: {name: \"tiny-${sel.tier}\"}\n",
+                 ["${sel.tier} has no value: parameter 'sel' has no key 'tier'"], id="missing-key"),
+])
+def test_render_time_values_are_input_errors(tmp_path, params, obj_edit, expect):
+    """What only the given values decide (is there a list, has the selector that key) fails at render
+    with the profile's file:line, instead of dropping the object or a KeyError."""
+    text = GOOD_PROFILE.replace("objects:\n", params + "objects:\n")
+    if obj_edit.startswith("    metadata"):
+        text = text.replace('    metadata: {name: tiny, namespace: "${namespace}"}\n', obj_edit)
+    else:
+        text = text.replace("    kind: NetworkPolicy\n", "    kind: NetworkPolicy\n" + obj_edit)
+    profile = write(tmp_path, "tiny.yaml", text)
+    code, out = run("validate", profile, state=None)
+    assert code == 0, out  # the profile is sound; only these values are not
+    code, out = run("plan", "--profile", profile, "--snapshot", SNAPSHOT, state=tmp_path / "state")
+    line = next(n for n, ln in enumerate(text.splitlines(), 1) if obj_edit.strip()[:12] in ln)
+    assert code == 1 and f"tiny.yaml:{line}" in out, out
+    for fragment in expect:
+        assert fragment in out, (fragment, out)

@@ -565,3 +565,44 @@ def test_peer_except_without_or_outside_cidr_is_refused(value, words):
 def test_peer_except_inside_cidr_renders_an_ip_block():
     sel = select(["db-egress"], None, ["database={cidr: 10.0.0.0/8, except: [10.1.0.0/16]}"])
     assert sel.items[0].values["database"] == {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}
+
+
+# -- object bodies against the Kubernetes schema (harden/schema/kubernetes.schema.json) -----------
+
+def test_kubernetes_schema_is_the_v1_36_openapi_of_every_declarable_kind():
+    from harden.load import OBJECT_KINDS, kubernetes_kinds, schema
+
+    assert "v1.36" in schema("kubernetes")["description"]
+    kinds = kubernetes_kinds()
+    assert set(OBJECT_KINDS) <= set(kinds)
+    assert {k: kinds[k]["apiVersion"] for k in ("NetworkPolicy", "Role", "ServiceAccount")} == {
+        "NetworkPolicy": "networking.k8s.io/v1", "Role": "rbac.authorization.k8s.io/v1", "ServiceAccount": "v1"}
+
+
+def test_a_whole_reference_stands_for_any_type_but_text_around_it_does_not(write):
+    body = """\
+        parameters:
+          - {name: port, type: port, default: 8080}
+          - {name: proto, type: string, default: TCP}
+          - {name: peers, type: cidrList, default: [10.0.0.0/8]}
+        objects:
+          - apiVersion: networking.k8s.io/v1
+            kind: NetworkPolicy
+            metadata: {name: p}
+            spec:
+              podSelector: {}
+              ingress:
+                - from: ["${peers}"]
+                  ports: [{port: "${port}", protocol: "${proto}"}, {port: 1, protocol: "x${proto}"}]
+        """
+    text = profile_text(body)
+    with pytest.raises(Diagnostics) as info:
+        load_profile(str(write("p.yaml", text)))
+    d = only(info.value)
+    assert d.field == "objects[0].spec.ingress[0].ports[1].protocol" and "'x${proto}' is not one of" in d.summary
+    assert d.line == line_of(text, "x${proto}")
+
+
+def test_bundled_profiles_pass_the_kubernetes_schema():
+    for name in builtin_profile_names():
+        assert load_profile(name).name == name

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from harden import commands
+from harden import commands, views
 from harden.engine import Request
 from harden.errors import HardenError, InputError
 
@@ -37,6 +37,7 @@ STACKS = {
 # Each profile planned with the values its example stack gives it (db-egress needs a database).
 PROFILE_STACK = {e["profile"]: (name, e.get("with") or {}) for name, (s, _) in STACKS.items() for e in s["profiles"]}
 QUIET = Console(file=io.StringIO(), width=200)
+VIEW = views.make(views.Output.JSON, QUIET, QUIET)  # JSON: the cheapest view, the same commands
 
 SETTINGS = dict(derandomize=True, deadline=None, database=None, print_blob=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
@@ -123,7 +124,7 @@ def text_mutant(draw, tree: Any) -> str:
 def outcome(fn, *args: Any, **kwargs: Any) -> int:
     """The exit code the CLI would give; anything but a HardenError escapes (the CLI's exit 3)."""
     try:
-        code = fn(*args, out=QUIET, **kwargs)
+        code = fn(VIEW, *args, **kwargs)
     except HardenError as exc:
         if isinstance(exc, InputError) or type(exc).__name__ == "Diagnostics":
             for d in exc.diagnostics:
@@ -140,7 +141,7 @@ def work(tmp_path_factory) -> Path:
 
 def plan(work: Path, stack: str, snapshot: Path) -> int:
     return outcome(commands.plan_cmd, Request(stack_file=stack, snapshot=str(snapshot), state_dir=str(work / "state")),
-                   out_file=None, detailed_exitcode=True, output="json")
+                   out_file=None, detailed_exitcode=True)
 
 
 @settings(max_examples=6000, **SETTINGS)

@@ -347,6 +347,10 @@ def _patch_change(key: ResourceKey, intents: list[tuple[PatchIntent, Obj]], reco
             release_first = merge_partial(identity(live), select_paths(recorded, dropped, keys), keys)
             released = diff_fields(release_first, live, keys)
     known_paths = [p for p in paths if p not in unknown]
+    # One shape for the same originals, whether read from the live object or from a record
+    # (`data: null` and `data: {k: null}` say the same), so a re-plan writes the same annotation.
+    restore = Restore(merge_partial(identity(live), select_paths(restore.body, known_paths, keys), keys),
+                      restore.manager)
     # The original rides on the object, written in the same request as the fields themselves.
     partial = merge_partial(partial, {"metadata": {"annotations": {
         ANNOTATION_ORIGINAL: _original_annotation(stack, profiles, known_paths, restore)}}}, keys)

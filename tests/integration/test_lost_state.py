@@ -32,8 +32,8 @@ def _patched(kube) -> dict[str, object]:
         return manager != FIXTURE_MANAGER and (manager == "harden" or manager.startswith("harden-"))
 
     def owners(obj, field: str) -> list[str]:
-        return sorted(m.manager for m in obj.metadata.managed_fields or []
-                      if field in str(m.fields_v1) and not ours(m.manager))
+        return sorted({m.manager for m in obj.metadata.managed_fields or []
+                       if field in str(m.fields_v1) and not ours(m.manager)})
 
     args = next(c.args for c in server.spec.template.spec.containers if c.name == "argo-server")
     return {
@@ -56,7 +56,9 @@ def stack(kube, tmp_path):
     data["metadata"]["name"] = "it-lost-state"
     path = tmp_path / "stack.yaml"
     path.write_text(yaml.safe_dump(data))
-    return path
+    yield path
+    # Whatever a failed assertion left behind goes: destroy needs no state (labels and annotations).
+    run_harden("destroy", "-f", str(path), "--auto-approve", kubeconfig=kube.kubeconfig, state=tmp_path / "cleanup")
 
 
 def _run(kube, stack: Path, state: Path, *args: str):

@@ -37,7 +37,9 @@ STACKS = {
 # Each profile planned with the values its example stack gives it (db-egress needs a database).
 PROFILE_STACK = {e["profile"]: (name, e.get("with") or {}) for name, (s, _) in STACKS.items() for e in s["profiles"]}
 QUIET = Console(file=io.StringIO(), width=200)
-VIEW = views.make(views.Output.JSON, QUIET, QUIET)  # JSON: the cheapest view, the same commands
+# Plans through the JSON view (the cheapest to render); validate writes text only.
+VIEWS = {"plan_cmd": views.make(views.Output.JSON, QUIET, QUIET)}
+TEXT = views.make(views.Output.TEXT, QUIET, QUIET)
 
 SETTINGS = dict(derandomize=True, deadline=None, database=None, print_blob=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
@@ -124,7 +126,7 @@ def text_mutant(draw, tree: Any) -> str:
 def outcome(fn, *args: Any, **kwargs: Any) -> int:
     """The exit code the CLI would give; anything but a HardenError escapes (the CLI's exit 3)."""
     try:
-        code = fn(VIEW, *args, **kwargs)
+        code = fn(VIEWS.get(fn.__name__, TEXT), *args, **kwargs)
     except HardenError as exc:
         if isinstance(exc, InputError) or type(exc).__name__ == "Diagnostics":
             for d in exc.diagnostics:

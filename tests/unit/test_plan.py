@@ -512,3 +512,15 @@ def test_every_change_carries_the_profile_line_that_asked_for_it():
         assert c.source.file == f"profiles/{c.profiles[0]}.yaml"
         text = Path(c.source.file).read_text().splitlines()
         assert c.source.line and 1 <= c.source.line <= len(text)
+
+
+def test_re_plan_after_a_patch_writes_the_same_original():
+    # The ConfigMap had no `data` at all: the original is "these keys absent", however it is read.
+    cm = {"apiVersion": "v1", "kind": "ConfigMap",
+          "metadata": {"name": "workflow-controller-configmap", "namespace": "argo", "resourceVersion": "9"}}
+    first = only_change(make_plan(rendered(["workflow-restrictions"]), live_of(cm), State(STACK), STACK))
+    applied = {**cm, "data": first.body["data"], "metadata": {**cm["metadata"], **first.body["metadata"]}}
+    state = State(STACK, "l", 1, {str(first.key): record_for(first)})
+    again = only_change(make_plan(rendered(["workflow-restrictions"]), live_of(applied), state, STACK))
+    assert again.action is Action.NOOP, [(f.path, f.before, f.after) for f in again.fields]
+    assert again.restore == first.restore

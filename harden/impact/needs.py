@@ -104,6 +104,16 @@ def _workflow_defaults(state: _State, install: Install) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    """A YAML value someone wrote by hand is a mapping only if it really is one."""
+    return value if isinstance(value, dict) else {}
+
+
+def _defaults_spec(state: "_State", install: Install) -> dict[str, Any]:
+    """workflowDefaults.spec, or {} when the ConfigMap holds none (or something that is no mapping)."""
+    return _mapping(_workflow_defaults(state, install).get("spec"))
+
+
 @dataclass(frozen=True)
 class _Subject:
     """Who a need is evaluated for: a found component, or pods a controller creates."""
@@ -134,9 +144,9 @@ def _subjects(spec: ComponentSpec, install: Install, state: _State,
                          group.ports if group else (), comp)]
     if spec.pods is None or not install.component(str(spec.pods.get("createdBy", ""))):
         return []
-    spec_defaults = _workflow_defaults(state, install).get("spec") or {}
+    spec_defaults = _defaults_spec(state, install)
     workflow_sa = str(spec_defaults.get("serviceAccountName") or "default")
-    executor_sa = str(((spec_defaults.get("executor") or {}).get("serviceAccountName")) or workflow_sa)
+    executor_sa = str((_mapping(spec_defaults.get("executor")).get("serviceAccountName")) or workflow_sa)
     sa = executor_sa if spec.pods.get("serviceAccount") == "executor" else workflow_sa
     labels = tuple(sorted((str(k), str(v)) for k, v in (spec.pods.get("labels") or {}).items()))
     # Pods a controller creates run wherever workflows run: each namespace is checked.
@@ -144,10 +154,10 @@ def _subjects(spec: ComponentSpec, install: Install, state: _State,
 
 
 def _names(install: Install, state: _State, subject: _Subject) -> dict[str, str]:
-    spec_defaults = _workflow_defaults(state, install).get("spec") or {}
+    spec_defaults = _defaults_spec(state, install)
     workflow_sa = str(spec_defaults.get("serviceAccountName") or "default")
     return {"serviceAccount": subject.service_account, "workflowServiceAccount": workflow_sa,
-            "executorServiceAccount": str(((spec_defaults.get("executor") or {}).get("serviceAccountName"))
+            "executorServiceAccount": str((_mapping(spec_defaults.get("executor")).get("serviceAccountName"))
                                           or workflow_sa),
             "namespace": install.namespace}
 
@@ -186,11 +196,11 @@ def _flag_values(args: Sequence[str], name: str) -> list[str]:
 def _condition(when: str | None, install: Install, state: _State, subject: "_Subject | None" = None) -> bool | None:
     if not when:
         return True
-    spec_defaults = _workflow_defaults(state, install).get("spec") or {}
+    spec_defaults = _defaults_spec(state, install)
     if when == "automountDisabled":
         return spec_defaults.get("automountServiceAccountToken") is False
     if when == "executorServiceAccountSet":
-        return bool((spec_defaults.get("executor") or {}).get("serviceAccountName"))
+        return bool(_mapping(spec_defaults.get("executor")).get("serviceAccountName"))
     if when == "persistence":
         # argoproj/argo-workflows config/config.go: the `persistence` key of the controller ConfigMap.
         return bool(_config(state, install, "persistence"))

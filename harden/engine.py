@@ -12,7 +12,7 @@ from typing import Any
 
 from .checks import run_checks
 from .errors import InputError
-from .load import Selection, load_profile, select, stack_name
+from .load import Selection, builtin_profile_names, load_profile, select, stack_name
 from .errors import Diagnostic, Diagnostics, HardenError
 from .graph import Install, find_installs, select_install, shared_roles
 from .impact import needs
@@ -81,6 +81,15 @@ def rendered_for(selection: Selection) -> list[Rendered]:
     return [render(s, selection.stack) for s in selection.items]
 
 
+def declared_kinds(stack_file: str | None, sets: list[str]) -> set[tuple[str, str]]:
+    """(apiVersion, kind) of every object the stack's profiles (or the built-in ones) declare."""
+    if stack_file:
+        profiles = [s.profile for s in select([], stack_file, sets).items]
+    else:
+        profiles = [load_profile(name) for name in builtin_profile_names()]
+    return {(str(o.get("apiVersion")), str(o.get("kind"))) for p in profiles for o in p.data.get("objects", [])}
+
+
 def build_plan(req: Request, *, destroy: bool = False, with_impact: bool = True) -> Planned:
     names = {load_profile(p).name for p in req.profiles} if destroy else set()
     if destroy and req.stack_file and names:
@@ -99,6 +108,10 @@ def build_plan(req: Request, *, destroy: bool = False, with_impact: bool = True)
     state = backend.read()
     source, client = connect(req)
     kinds = kinds_needed(rendered, state)
+    if destroy:
+        # With its state lost, what a stack owns is found by label: every kind its profiles (or, with
+        # no stack file, any built-in profile) can create must be read.
+        kinds |= declared_kinds(req.stack_file, list(req.sets))
     live = source.observe(kinds)
     keys = source.merge_keys(kinds)
     # Each profile is pointed at one install, found from its workloads; its targets and subjects

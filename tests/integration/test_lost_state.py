@@ -48,6 +48,18 @@ def _patched(kube) -> dict[str, object]:
     }
 
 
+def _leftovers(kube) -> list[str]:
+    core = client.CoreV1Api(kube.api_client)
+    rbac = client.RbacAuthorizationV1Api(kube.api_client)
+    networking = client.NetworkingV1Api(kube.api_client)
+    selector = "harden.dev/stack=it-lost-state"
+    found = [*core.list_namespaced_secret(NS, label_selector=selector).items,
+             *core.list_namespaced_service_account(NS, label_selector=selector).items,
+             *rbac.list_namespaced_role(NS, label_selector=selector).items,
+             *networking.list_namespaced_network_policy(NS, label_selector=selector).items]
+    return [o.metadata.name for o in found if not o.metadata.deletion_timestamp]
+
+
 @pytest.fixture()
 def stack(kube, tmp_path):
     kube.apply_manifests(require_fixture("argo-workflows/crds.yaml"))
@@ -99,3 +111,4 @@ def test_destroy_with_no_state_at_all_still_hands_the_fields_back(kube, stack, t
     after = _patched(kube)
     assert (after["rules"], after["args"], after["data"]) == (before["rules"], before["args"], before["data"])
     assert after["harden-managers"] == [] and after["annotations"] == []
+    assert _leftovers(kube) == []  # every object the stack created is gone too, Secrets included

@@ -92,6 +92,10 @@ def _network_policy(obj: Obj) -> Obj:
     for direction in ("ingress", "egress"):
         if direction in spec:
             spec[direction] = _netpol_rules(spec[direction])
+        elif direction.capitalize() in spec["policyTypes"]:
+            # An isolating direction with no rules allows nothing; the server omits the empty list.
+            # Said explicitly, a rule someone adds later (`ingress: [{}]`, every source) is drift.
+            spec[direction] = []
     spec.setdefault("podSelector", {})
     return {**obj, "spec": spec}
 

@@ -194,6 +194,17 @@ class _Texts(dict):
         raise KeyError(key)
 
 
+def _own_rule_lists(body: Obj) -> None:
+    """A NetworkPolicy harden owns says `ingress: []` / `egress: []` for each direction it isolates
+    without rules, so harden owns the (empty) list: a rule another actor adds is drift that the
+    next apply removes, instead of a field nobody declared."""
+    spec = body.get("spec") if body.get("kind") == "NetworkPolicy" else None
+    if isinstance(spec, dict):
+        for kind, key in (("Ingress", "ingress"), ("Egress", "egress")):
+            if kind in (spec.get("policyTypes") or []) and key not in spec:
+                spec[key] = []
+
+
 def graph_values(install: Install | None) -> dict[str, Any]:
     """`${graph.COMPONENT.FIELD}` values: what the install graph found for each component."""
     out: dict[str, Any] = {}
@@ -263,6 +274,7 @@ def render(selected: Selected, stack: str, install: Install | None = None) -> Re
             if loop:
                 v, t = {**values, loop["as"]: item}, _Texts({**texts, loop["as"]: _text(item)})
             body = _substitute(profile, ("objects", i), template, v, t)
+            _own_rule_lists(body)
             meta = body.setdefault("metadata", {})
             meta["labels"] = {**(meta.get("labels") or {}), LABEL_MANAGED_BY: MANAGER,
                               LABEL_PROFILE: profile.name, LABEL_STACK: stack}

@@ -33,3 +33,31 @@ def test_quick_start_plan_line_is_true(tmp_path):
     line = summary_line(plan)
     assert re.search(r"Plan: \d+ to add", line)
     assert f"`{line}`" in README
+
+
+def _coverage_rows() -> list[list[str]]:
+    section = README.split("### Coverage of the source documents", 1)[1].split("\n## ", 1)[0]
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in section.splitlines()
+            if line.startswith("| ") and not line.startswith("| recommendation")]
+    return [r for r in rows if not set(r[0]) <= {"-"}]
+
+
+def test_coverage_table_names_only_real_profiles_and_checks_and_every_profile_appears():
+    from harden.checks import CHECKS
+
+    profiles, checks = set(builtin_profile_names()), set(CHECKS)
+    rows = _coverage_rows()
+    assert len(rows) >= 45, "the table covers every recommendation of the five source documents"
+    named: set[str] = set()
+    for recommendation, source, covered, _verified in rows:
+        assert re.search(r"\b00[0-4]\b", source), f"{recommendation!r} names no source document"
+        assert covered, f"{recommendation!r} says neither what covers it nor why not"
+        if covered.startswith(("not covered", "documented")):
+            assert ":" in covered, f"{recommendation!r}: a row that covers nothing says why"
+        for name in re.findall(r"`([a-zA-Z][\w-]*)`", covered):
+            if name in profiles or name in checks:
+                named.add(name)
+            elif re.fullmatch(r"[a-z]+(-[a-z0-9]+)+", name) and not name.startswith(("harden-", "argocd-cm")):
+                # a kebab-case name in backticks is a profile reference: it must exist
+                assert name in profiles, f"{recommendation!r} names profile {name!r}, which does not exist"
+    assert profiles <= named, f"profiles missing from the coverage table: {sorted(profiles - named)}"

@@ -35,6 +35,9 @@ def test_quick_start_plan_line_is_true(tmp_path):
     assert f"`{line}`" in README
 
 
+OBJECT_NAMES = {"argocd-manager"}  # Kubernetes objects a row names, not harden's
+
+
 def _coverage_rows() -> list[list[str]]:
     section = README.split("### Coverage of the source documents", 1)[1].split("\n## ", 1)[0]
     rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in section.splitlines()
@@ -45,7 +48,12 @@ def _coverage_rows() -> list[list[str]]:
 def test_coverage_table_names_only_real_profiles_and_checks_and_every_profile_appears():
     from harden.checks import CHECKS
 
+    from harden.needs import component_specs
+
     profiles, checks = set(builtin_profile_names()), set(CHECKS)
+    # ids a row may cite: profile checks and expectations, and component needs
+    ids = {x["id"] for p in profiles for sec in ("checks", "expect") for x in load_profile(p).data.get(sec, [])}
+    ids |= {n["id"] for s in component_specs() for n in s.needs}
     rows = _coverage_rows()
     assert len(rows) >= 45, "the table covers every recommendation of the five source documents"
     named: set[str] = set()
@@ -57,7 +65,7 @@ def test_coverage_table_names_only_real_profiles_and_checks_and_every_profile_ap
         for name in re.findall(r"`([a-zA-Z][\w-]*)`", covered):
             if name in profiles or name in checks:
                 named.add(name)
-            elif re.fullmatch(r"[a-z]+(-[a-z0-9]+)+", name) and not name.startswith(("harden-", "argocd-cm")):
-                # a kebab-case name in backticks is a profile reference: it must exist
-                assert name in profiles, f"{recommendation!r} names profile {name!r}, which does not exist"
+            elif re.fullmatch(r"[a-z]+(-[a-z0-9]+)+", name) and name not in ids | OBJECT_NAMES:
+                # a kebab-case name in backticks is a profile, check or need: it must exist
+                assert name in profiles, f"{recommendation!r} names {name!r}, which is no profile, check or need"
     assert profiles <= named, f"profiles missing from the coverage table: {sorted(profiles - named)}"

@@ -119,7 +119,8 @@ def find_components(api_client: client.ApiClient, product: str, namespace: str,
             continue
         hits = []
         for w in workloads:
-            labels = w["metadata"].get("labels") or {}
+            # Upstream labels the pod template only; the chart labels both.
+            labels = {**(w["spec"]["template"]["metadata"].get("labels") or {}), **(w["metadata"].get("labels") or {})}
             if w["kind"] != wl["kind"]:
                 continue
             if release and labels.get("app.kubernetes.io/instance") not in (None, release):
@@ -341,6 +342,11 @@ def _peer(value: Any, default_ns: str) -> netpol.Endpoint | None:
     return None
 
 
+def _allowed(model: netpol.NetworkModel, src: netpol.Endpoint, dst: netpol.Endpoint, port: Any) -> bool:
+    number, protocol = netpol.parse_port(str(port))
+    return model.evaluate(src, dst, number, protocol).allowed
+
+
 class Network:
     def __init__(self, api_client: client.ApiClient) -> None:
         self.objects = live_objects(api_client)
@@ -363,26 +369,26 @@ class Network:
         if "from" in f:
             value, pport = _parameter(profiles, str(f["from"]).split(":", 1)[1])
             src = _peer(value, inst.namespace)
-            if src is None:
+            if src is None or not (port or pport):
                 return None
-            return self.model.evaluate(src, me, port or pport).allowed
+            return _allowed(self.model, src, me, port or pport)
         to = str(f["to"])
         if to == "apiserver":
             assert self.api, "no `kubernetes` EndpointSlice in default"
-            return all(self.model.evaluate(me, a, port or self.api_port).allowed for a in self.api)
+            return all(_allowed(self.model, me, a, port or self.api_port) for a in self.api)
         if to == "dns":
-            return self.model.evaluate(me, DNS, port or "53/UDP").allowed
+            return _allowed(self.model, me, DNS, port or "53/UDP")
         if to.startswith("component:"):
             other = inst.components.get(to.split(":", 1)[1])
-            if other is None:
+            if other is None or not port:
                 return None
             dst = self.endpoint(Subject(other.name, other.namespace, other.service_account, other.pod_labels, other))
-            return self.model.evaluate(me, dst, port).allowed
+            return _allowed(self.model, me, dst, port)
         value, pport = _parameter(profiles, to.split(":", 1)[1])
         dst = _peer(value, inst.namespace)
         if dst is None or not (port or pport):
             return None
-        return self.model.evaluate(me, dst, port or pport).allowed
+        return _allowed(self.model, me, dst, port or pport)
 
 
 # -- object needs ---------------------------------------------------------------------------------
@@ -490,6 +496,17 @@ def snapshot(api_client: client.ApiClient, namespaces: Iterable[str]) -> dict[st
     put("ClusterRoleBinding", [r for r in rbac.list_cluster_role_binding().items
                                if not r.metadata.name.startswith("system:")])
     return out
+
+
+def install_snapshot(api_client: client.ApiClient, namespace: str) -> dict[str, dict]:
+    """snapshot() of one install: its namespace, and of the cluster-scoped RBAC only the
+    ClusterRoleBindings naming its service accounts and the ClusterRoles they grant."""
+    snap = snapshot(api_client, [namespace])
+    bindings = {k: v for k, v in snap.items() if k.startswith("ClusterRoleBinding/")
+                and any(s.get("namespace") == namespace for s in v.get("subjects") or [])}
+    roles = {f"ClusterRole//{b['roleRef']['name']}" for b in bindings.values() if b["roleRef"]["kind"] == "ClusterRole"}
+    return {k: v for k, v in snap.items()
+            if k.split("/")[1] == namespace or k in bindings or k in roles}
 
 
 def differences(before: dict[str, dict], after: dict[str, dict], ignore_prefixes: Iterable[str] = ()) -> list[str]:

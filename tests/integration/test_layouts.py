@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 import yaml
@@ -126,10 +127,10 @@ def cycle(kube, layout: Layout, stack: Path, state: Path, others: tuple[Layout, 
     watched = []
     for o in others:
         oi = L.read_install(kube.api_client, o.product, o.namespace, cluster=o.cluster, release=o.release)
-        watched.append((o, oi, _access(kube, oi), L.snapshot(kube.api_client, [o.namespace])))
+        watched.append((o, oi, _access(kube, oi), L.install_snapshot(kube.api_client, o.namespace)))
     out.needs_before = L.check_needs(kube.api_client, inst, profiles)
 
-    r = run_harden("plan", *common)
+    r = run_harden("plan", *common, "--detailed-exitcode")
     out.plan_rc, out.plan_out = r.returncode, r.stdout + r.stderr
     if r.returncode == 1:
         out.labelled = _labelled(kube, yaml.safe_load(stack.read_text())["metadata"]["name"])
@@ -147,7 +148,7 @@ def cycle(kube, layout: Layout, stack: Path, state: Path, others: tuple[Layout, 
             out.others_touched += [f"{o.id}: SubjectAccessReview {k}: {v} -> {now[k]}"
                                    for k, v in access.items() if now[k] != v]
             out.others_touched += [f"{o.id}: {d}" for d in
-                                   _untouched(snap, L.snapshot(kube.api_client, [o.namespace]), o.namespace)]
+                                   _untouched(snap, L.install_snapshot(kube.api_client, o.namespace), o.namespace)]
         r = run_harden("plan", *common, "--detailed-exitcode")
         out.replan_rc, out.replan_out = r.returncode, r.stdout + r.stderr
     finally:
@@ -161,7 +162,31 @@ def cycle(kube, layout: Layout, stack: Path, state: Path, others: tuple[Layout, 
 
 
 @pytest.fixture(scope="module")
-def workflows(kube):
+def api_slice(kube):
+    """The `kubernetes` EndpointSlice a real API server keeps in `default` (kubernetes/kubernetes
+    pkg/controlplane/reconcilers); the test cluster runs without that reconciler, so it is written
+    here for the module's lifetime. Profiles detect the API server's address from it and the
+    apiserver flow needs are decided against it. The API server listens on loopback, which an
+    EndpointSlice may not name, so a documentation address (RFC 5737) stands in: no pod runs here,
+    only the policies' arithmetic depends on it."""
+    url = urlparse(kube.server)
+    body = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "kubernetes"}},
+            "addressType": "IPv4", "endpoints": [{"addresses": ["192.0.2.10"]}],
+            "ports": [{"name": "https", "port": url.port or 443, "protocol": "TCP"}]}
+    disc = client.DiscoveryV1Api(kube.api_client)
+    existing = disc.list_namespaced_endpoint_slice("default", label_selector="kubernetes.io/service-name=kubernetes")
+    if existing.items:  # a real cluster (HARDEN_KUBECONFIG) keeps its own
+        yield
+        return
+    disc.create_namespaced_endpoint_slice("default", body)
+    yield
+    disc.delete_namespaced_endpoint_slice("kubernetes", "default")
+
+
+@pytest.fixture(scope="module")
+def workflows(kube, api_slice):
     """The three Argo Workflows installs, side by side for the whole module."""
     kube.apply_manifests(require_fixture("argo-workflows/crds.yaml"))
     kube.apply_manifests(require_fixture("argo-workflows/quick-start-postgres.yaml"), QUICK_START.namespace)
@@ -184,7 +209,7 @@ def outcomes(kube, workflows, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def argocd(kube):
+def argocd(kube, api_slice):
     kube.apply_manifests(require_fixture("argo-cd/crds.yaml"))
     kube.apply_manifests(require_fixture("argo-cd/install.yaml"), ARGOCD.namespace)
     for ns in APP_NAMESPACES:  # the profile's Roles land there; it does not own the namespaces

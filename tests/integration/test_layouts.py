@@ -361,9 +361,9 @@ def alone(kube, outcomes, tmp_path_factory):
 # Alone, these isolate the controller's and server's egress with no DNS or API server rule, and
 # harden rightly refuses them; but the refusal names no profile that would keep those needs.
 ALONE_DEFECTS = {
-    name: f"{name} alone makes argo-server and workflow-controller egress-isolated without DNS and API "
-          f"server rules; harden refuses it, but the refusal does not name the profile it needs "
-          f"(namespace-isolation): the profile declares no requirement on it"
+    name: f"{name} declares requires: [namespace-isolation], yet planned alone it makes argo-server and "
+          f"workflow-controller egress-isolated without DNS and API server rules and harden's refusal "
+          f"(exit 1, broken apiserver/dns needs) never names namespace-isolation"
     for name in ("db-egress", "artifact-egress")
 }
 

@@ -282,8 +282,9 @@ PROFILE_DEFECTS = {
     "helm": "server-auth-tls on the Helm layout: its check not-server-auth-mode looks for a Deployment "
             "labelled app=argo-server (upstream labels, not the install graph) and it sets --secure=true "
             "without switching the chart's HTTP readiness probe to HTTPS (argo-server/secure-matches-probe); "
-            "artifact-egress selects argo-server by upstream labels, so on the Helm layout argo-server "
-            "loses the artifact repository under namespace-isolation (argo-server/artifact-repository)",
+            "artifact-egress selects pods by `app In [argo-server, workflow-controller]` (upstream labels) while "
+            "the chart's server pods are app=server, so under namespace-isolation argo-server loses the "
+            "artifact repository (argo-server/artifact-repository)",
     "argocd": "argocd-network: apiServerPorts is a fixed default [443, 6443] instead of being detected from "
               "the `kubernetes` EndpointSlice (namespace-isolation detects it), so every component's "
               "apiserver flow breaks on an API server listening on another port",

@@ -8,7 +8,8 @@ holds. These helpers answer the same question another way, from what the API ser
 * `permission` needs are asked of the API server's authorizer by SubjectAccessReview;
 * `flow` needs are evaluated by the reachability model (harden.impact.netpol, a pure library)
   over the objects read back from the API server, not over harden's predicted state;
-* `object` needs are GETs of the named object.
+* `object` needs are GETs of the named object;
+* `probe` needs compare the live container's TLS flag with its readiness probe's scheme.
 
 Only the need *specs* (what to check, and its `when`) are shared with harden: they are the data
 under test's contract, and the check would be meaningless against a different list.
@@ -419,6 +420,25 @@ def object_exists(api_client: client.ApiClient, kind: str, name: str, namespace:
         raise
 
 
+# -- probe needs -------------------------------------------------------------------------------------
+
+
+def probe_matches(p: dict, live: Live) -> bool:
+    """The container's readiness probe scheme agrees with the flag that switches TLS on, as the live
+    Deployment has them (kubernetes/kubernetes pkg/apis/core/types.go: HTTPGetAction.Scheme defaults
+    to HTTP)."""
+    container = next((c for c in live.workload["spec"]["template"]["spec"]["containers"]
+                      if c["name"] == p["container"]), None)
+    if container is None:
+        return False
+    values = flag_values((container.get("command") or []) + (container.get("args") or []), p["flag"])
+    on = (values[-1].lower() == "true") if values else bool(p.get("default"))
+    http_get = (container.get("readinessProbe") or {}).get("httpGet")
+    if http_get is None:
+        return True
+    return (http_get.get("scheme") or "HTTP") == (p["schemeWhenOn"] if on else p["schemeWhenOff"])
+
+
 # -- all needs --------------------------------------------------------------------------------------
 
 
@@ -428,8 +448,8 @@ def check_needs(api_client: client.ApiClient, inst: Install, profiles: list[dict
     out: dict[str, bool] = {}
     for spec, subject in subjects(inst):
         for need in spec.get("needs") or []:
-            body = next((need[k] for k in ("permission", "flow", "object") if k in need), None)
-            if body is None:  # probes are harden's own consistency rule, not an API fact
+            body = next((need[k] for k in ("permission", "flow", "object", "probe") if k in need), None)
+            if body is None:
                 continue
             if not applies(body.get("when") or need.get("when"), inst, spec["name"]):
                 continue
@@ -437,6 +457,9 @@ def check_needs(api_client: client.ApiClient, inst: Install, profiles: list[dict
             if "permission" in need:
                 ns = inst.namespace if body["scope"] == "own" or not inst.cluster or subject.live is None else None
                 out[key] = sar(api_client, subject.user, body["verb"], body["resource"], ns)
+            elif "probe" in need:
+                if subject.live is not None:
+                    out[key] = probe_matches(body, subject.live)
             elif "flow" in need:
                 held = network.flow(body, subject, inst, profiles)
                 if held is not None:

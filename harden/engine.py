@@ -225,6 +225,15 @@ def need_findings(results: list[needs.NeedResult], selection: Selection) -> list
     selected = {s.profile.name for s in selection.items}
     missing = sorted({f"{s.profile.name} needs {r}" for s in selection.items
                       for r in (s.profile.data.get("metadata") or {}).get("requires") or [] if r not in selected})
+    if missing and any(r.status is needs.NeedStatus.BROKEN for r in results):
+        for sel in selection.items:
+            for needed in (sel.profile.data.get("metadata") or {}).get("requires") or []:
+                if needed not in selected:
+                    out.append(Finding(sel.profile.name, f"requires-{needed}", False, Severity.ERROR,
+                                       f"{sel.profile.name} relies on {needed}, which is not selected: its policies "
+                                       f"isolate the pods they select, and {needed} keeps DNS and the API server "
+                                       f"reachable for them; add --profile {needed}", kind="check",
+                                       source=sel.profile.file, line=sel.profile.line("metadata", "requires")))
     for r in results:
         if r.status is needs.NeedStatus.BROKEN:
             by = f"; changed by {', '.join(r.broken_by)}" if r.broken_by else ""

@@ -361,12 +361,7 @@ def alone(kube, outcomes, tmp_path_factory):
 
 # Alone, these isolate the controller's and server's egress with no DNS or API server rule, and
 # harden rightly refuses them; but the refusal names no profile that would keep those needs.
-ALONE_DEFECTS = {
-    name: f"{name} declares requires: [namespace-isolation], yet planned alone it makes argo-server and "
-          f"workflow-controller egress-isolated without DNS and API server rules and harden's refusal "
-          f"(exit 1, broken apiserver/dns needs) never names namespace-isolation"
-    for name in ("db-egress", "artifact-egress")
-}
+ALONE_DEFECTS: dict[str, str] = {}  # every profile alone plans, or is refused naming what it needs
 
 
 @pytest.mark.parametrize("entry", [

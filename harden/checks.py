@@ -76,13 +76,19 @@ def managed_namespace_separate(objs: list[Obj], w: dict[str, Any]) -> tuple[bool
     return True, f"workflow-controller in {ns} manages namespace {managed}"
 
 
-@check("deploymentArgs", _with({"namespace": _STRING, "labels": _LABELS, "flag": _STRING},
-                            {"forbid": _STRING, "require": _STRING}))
+@check("deploymentArgs", _with({"namespace": _STRING, "flag": _STRING},
+                            {"labels": _LABELS, "name": _STRING, "forbid": _STRING, "require": _STRING}))
 def deployment_args(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
-    """A Deployment's args carry (or lack) a flag value, e.g. argo-server's --auth-mode."""
-    deps = _deployments(objs, w["namespace"], w["labels"])
+    """A Deployment's args carry (or lack) a flag value, e.g. argo-server's --auth-mode.
+
+    `name` (from the install graph, `${graph.COMPONENT.name}`) picks the Deployment whatever its
+    labels; `labels` is for profiles that have no install to point at."""
+    deps = _deployments(objs, w["namespace"], w.get("labels") or {})
+    if w.get("name") is not None:
+        deps = [d for d in deps if d["metadata"].get("name") == w["name"]]
     if not deps:
-        return False, f"no Deployment with labels {w['labels']} in {w['namespace']}"
+        what = f"named {w['name']!r}" if w.get("name") is not None else f"with labels {w.get('labels') or {}}"
+        return False, f"no Deployment {what} in {w['namespace'] or '(no install found)'}"
     args = _args(deps[0])
     value = _flag(args, w["flag"])
     name = deps[0]["metadata"]["name"]

@@ -348,15 +348,16 @@ def edit_args(args: list[str], set_flags: dict[str, Any], remove: list[str],
         tok = args[i]
         name = tok.split("=", 1)[0]
         if name in drop or name in edited:
+            tokens = [tok]
             value: str | None = tok.split("=", 1)[1] if "=" in tok else None
             if "=" not in tok and i + 1 < len(args) and not args[i + 1].startswith("-") and set_flags.get(name) is not True:
                 value = args[i + 1]
-                i += 1  # the separate value token goes with its flag
-            i += 1
+                tokens.append(value)  # the separate value token goes with its flag
+            i += len(tokens)
             if name in drop or value in remove_values.get(name, ()):
                 continue
             kept.setdefault(name, []).append(value or "")
-            out.append(f"{name}={value}" if value is not None else name)
+            out += tokens  # a value that stays keeps its form, so the plan shows no needless change
             continue
         out.append(tok)
         i += 1

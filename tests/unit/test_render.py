@@ -245,6 +245,24 @@ def test_edit_args_is_idempotent():
     assert edit_args(once, {"--auth-mode": "client", "--secure": "true"}, ["--auth-mode"]) == once
 
 
+def test_edit_args_remove_values_keeps_the_other_values_of_a_repeatable_flag():
+    # argo-server with server and sso: only server goes, sso stays in the form it was written.
+    out = edit_args(["server", "--auth-mode", "server", "--auth-mode=sso"], {}, [],
+                    {"--auth-mode": ["server"]}, {"--auth-mode": "client"})
+    assert out == ["server", "--auth-mode=sso", "--auth-mode=client"]
+
+
+def test_edit_args_ensure_adds_nothing_when_the_value_is_there():
+    args = ["server", "--auth-mode", "client", "--auth-mode", "sso"]
+    assert edit_args(args, {}, [], {"--auth-mode": ["server"]}, {"--auth-mode": "client"}) == args
+
+
+def test_edit_args_value_edits_are_idempotent():
+    once = edit_args(["server", "--auth-mode=server"], {}, [], {"--auth-mode": ["server"]}, {"--auth-mode": "client"})
+    assert once == ["server", "--auth-mode=client"]
+    assert edit_args(once, {}, [], {"--auth-mode": ["server"]}, {"--auth-mode": "client"}) == once
+
+
 # -- materialize -----------------------------------------------------------------------------------
 
 def intent(op, spec):

@@ -1,0 +1,111 @@
+"""The Argo Workflows profiles planned offline against every layout people run.
+
+Each test plans bundled profiles against a fixture install loaded as a snapshot (the upstream
+manifests installed into `argo`, the Helm chart's release `wf` in `wfhelm`), sometimes edited the
+way a real install differs (argo-server with SSO), and asserts what the plan does to the install:
+which fields change, which objects are created, and that no component need breaks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from harden.engine import Request, build_plan
+from harden.model import Action, Plan
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures"
+HELM = FIXTURES / "layouts" / "argo-workflows-helm.yaml"  # release wf in namespace wfhelm
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "PriorityClass"}
+
+Edit = Callable[[list[dict[str, Any]]], None]
+
+
+def snapshot(tmp_path: Path, source: Path, namespace: str | None = None, edit: Edit | None = None) -> str:
+    """The fixture as a snapshot file: upstream manifests carry no namespace, so they are put in
+    `namespace` as `kubectl apply -n` would; `edit` changes the install before it is observed."""
+    docs = [d for d in yaml.safe_load_all(source.read_text()) if d]
+    if namespace:
+        for d in docs:
+            if d["kind"] not in CLUSTER_SCOPED:
+                d.setdefault("metadata", {}).setdefault("namespace", namespace)
+        docs.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    if edit:
+        edit(docs)
+    out = tmp_path / f"snapshot-{source.stem}.yaml"
+    out.write_text(yaml.safe_dump_all(docs))
+    return str(out)
+
+
+def upstream(tmp_path: Path, edit: Edit | None = None, name: str = "quick-start-postgres.yaml") -> str:
+    return snapshot(tmp_path, FIXTURES / "argo-workflows" / name, "argo", edit)
+
+
+def helm(tmp_path: Path, edit: Edit | None = None) -> str:
+    return snapshot(tmp_path, HELM, None, edit)
+
+
+def plan_of(tmp_path: Path, snap: str, profiles: tuple[str, ...], sets: tuple[str, ...] = ()) -> Plan:
+    return build_plan(Request(profiles=profiles, sets=sets, snapshot=snap, state_dir=str(tmp_path / "state"))).plan
+
+
+def broken_needs(plan: Plan) -> list[str]:
+    return [f"{f.id}: {f.message}" for f in plan.failed_findings if f.kind == "need"]
+
+
+def findings(plan: Plan) -> dict[str, Any]:
+    return {f.id: f for f in plan.findings}
+
+
+def server_args(plan: Plan) -> list[str] | None:
+    """argo-server's args as the plan sets them (None: not changed)."""
+    for c in plan.changes:
+        if c.key.kind == "Deployment" and c.body and c.action is not Action.NOOP:
+            for ct in c.body["spec"]["template"]["spec"]["containers"]:
+                if ct["name"] == "argo-server":
+                    return ct["args"]
+    return None
+
+
+def args_of(docs: list[dict[str, Any]], container: str = "argo-server") -> list[str]:
+    for d in docs:
+        if d["kind"] == "Deployment":
+            for ct in d["spec"]["template"]["spec"]["containers"]:
+                if ct["name"] == container:
+                    return ct.setdefault("args", [])
+    raise AssertionError(container)
+
+
+# -- server-auth-tls -------------------------------------------------------------------------------
+
+def test_server_auth_keeps_sso_and_removes_only_server(tmp_path):
+    def sso(docs):
+        args_of(docs)[:] = ["server", "--auth-mode", "server", "--auth-mode=sso"]
+    plan = plan_of(tmp_path, upstream(tmp_path, sso), ("server-auth-tls",))
+    assert server_args(plan) == ["server", "--auth-mode=sso", "--auth-mode=client"]
+    assert findings(plan)["not-server-auth-mode"].passed
+    assert broken_needs(plan) == []
+
+
+def test_helm_server_plans_with_no_broken_need_and_tls_left_as_found(tmp_path):
+    # The chart runs --secure=false behind an HTTP readiness probe. harden leaves TLS as found (turning
+    # --secure on alone would leave the pods never Ready) and warns; the check finds the release's
+    # server through the install graph, though its pods carry no app=argo-server label.
+    plan = plan_of(tmp_path, helm(tmp_path), ("server-auth-tls",), ("namespace=wfhelm",))
+    assert broken_needs(plan) == []
+    found = findings(plan)
+    assert found["not-server-auth-mode"].passed and "wf-argo-workflows-server" in found["not-server-auth-mode"].message
+    assert not found["secure-on"].passed and "--secure false" in found["secure-on"].message
+    # --auth-mode=client already: harden takes the args as they are (and records their original).
+    assert server_args(plan) == args_of([d for d in yaml.safe_load_all(HELM.read_text()) if d])
+
+
+def test_server_auth_check_fails_on_the_release_server_when_it_runs_server_mode(tmp_path):
+    def server_mode(docs):
+        args_of(docs).append("--auth-mode=server")
+    plan = plan_of(tmp_path, helm(tmp_path, server_mode), ("server-auth-tls",), ("namespace=wfhelm",))
+    args = server_args(plan)
+    assert args is not None and "--auth-mode=server" not in args and args.count("--auth-mode=client") == 1

@@ -109,3 +109,40 @@ def test_server_auth_check_fails_on_the_release_server_when_it_runs_server_mode(
     plan = plan_of(tmp_path, helm(tmp_path, server_mode), ("server-auth-tls",), ("namespace=wfhelm",))
     args = server_args(plan)
     assert args is not None and "--auth-mode=server" not in args and args.count("--auth-mode=client") == 1
+
+
+# -- read-only-server ------------------------------------------------------------------------------
+
+def _sso(docs):
+    args_of(docs)[:] = ["server", "--auth-mode=client", "--auth-mode=sso"]
+
+
+def created(plan: Plan) -> dict[str, Any]:
+    return {f"{c.key.kind}/{c.key.namespace}/{c.key.name}": c.body for c in plan.changes if c.action is Action.CREATE}
+
+
+def test_read_only_server_keeps_what_sso_needs(tmp_path):
+    plan = plan_of(tmp_path, upstream(tmp_path, _sso), ("read-only-server",))
+    assert broken_needs(plan) == []
+    assert [d.value for d in plan.detected if d.parameter == "authModes"] == [["client", "sso"]]
+    role = created(plan)["Role/argo/harden-argo-server-sso"]
+    assert {"verbs": ["create"], "apiGroups": [""], "resources": ["secrets"]} in role["rules"]
+    get = next(r for r in role["rules"] if r["verbs"] == ["get"])
+    assert get["resourceNames"] == ["sso", "argo-server-sso"]
+    binding = created(plan)["RoleBinding/argo/harden-argo-server-sso"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "argo-server", "namespace": "argo"}]
+    found = findings(plan)
+    assert found["server-cannot-create-workflows"].passed
+
+
+def test_read_only_server_without_sso_creates_no_secret_role(tmp_path):
+    plan = plan_of(tmp_path, upstream(tmp_path), ("read-only-server",))
+    assert broken_needs(plan) == []
+    assert not [k for k in created(plan) if "sso" in k]
+
+
+def test_read_only_server_with_sso_breaks_the_need_when_the_user_hides_sso(tmp_path):
+    # The need is real: told there is no sso (authModes set by hand), the Role is not made and the
+    # plan names the broken need instead of leaving argo-server unable to start.
+    plan = plan_of(tmp_path, upstream(tmp_path, _sso), ("read-only-server",), ("authModes=[client]",))
+    assert any(b.startswith("argo-server/sso-create-secret") for b in broken_needs(plan))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from .impact.netpol import NetworkModel
+from .impact.selectors import selector_matches
 from .model import Finding, Obj, Severity
 
 CheckFn = Callable[[list[Obj], dict[str, Any]], tuple[bool, str]]
@@ -117,6 +119,32 @@ def no_bindings_for(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
     if found:
         return False, f"service account {ns}/{sa} is bound by {', '.join(sorted(found))}; remove those bindings"
     return True, f"service account {ns}/{sa} holds no bindings"
+
+
+@check("ingressClientsKept", _with({"namespace": _STRING, "policy": _STRING, "port": {"type": ["integer", "string"]}}))
+def ingress_clients_kept(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
+    """An ingress policy on pods that are not Argo's (an in-cluster database, MinIO) isolates them:
+    every client it does not name loses access. Names the workloads that reach those pods on `port`
+    without the policy and cannot with it, so the plan says who is cut off."""
+    ns, name = w["namespace"], w["policy"]
+
+    def is_policy(o: Obj) -> bool:
+        return o.get("kind") == "NetworkPolicy" and o["metadata"].get("namespace") == ns and o["metadata"].get("name") == name
+
+    policy = next((o for o in objs if is_policy(o)), None)
+    if policy is None:
+        return True, f"no NetworkPolicy {ns}/{name}: no pods isolated"
+    with_it, without = NetworkModel.from_objects(objs), NetworkModel.from_objects([o for o in objs if not is_policy(o)])
+    selector = (policy.get("spec") or {}).get("podSelector") or {}
+    isolated = [g for g in with_it.groups if g.namespace == ns and selector_matches(selector, g.label_map)]
+    lost = sorted({src.key for dst in isolated for src in with_it.groups if src != dst
+                   and without.evaluate(src, dst, w["port"], None).allowed
+                   and not with_it.evaluate(src, dst, w["port"], None).allowed})
+    where = ", ".join(g.key for g in isolated) or "no observed workload"
+    if lost:
+        return False, (f"NetworkPolicy {ns}/{name} admits only Argo to {where}; these lose access on port {w['port']}: "
+                       f"{', '.join(lost)} (allow them in a policy of their own, or give the database/repository its own namespace)")
+    return True, f"NetworkPolicy {ns}/{name} on {where} cuts off no other observed client on port {w['port']}"
 
 
 def run_checks(profile: str, checks: tuple[dict, ...], objs: list[Obj], source: str | None) -> list[Finding]:

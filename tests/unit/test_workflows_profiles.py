@@ -146,3 +146,56 @@ def test_read_only_server_with_sso_breaks_the_need_when_the_user_hides_sso(tmp_p
     # plan names the broken need instead of leaving argo-server unable to start.
     plan = plan_of(tmp_path, upstream(tmp_path, _sso), ("read-only-server",), ("authModes=[client]",))
     assert any(b.startswith("argo-server/sso-create-secret") for b in broken_needs(plan))
+
+
+# -- artifact-egress, db-egress, metrics-ingress ---------------------------------------------------
+
+def test_artifact_egress_selects_helm_pods_by_their_own_selectors(tmp_path):
+    plan = plan_of(tmp_path, helm(tmp_path), ("namespace-isolation", "artifact-egress"),
+                   ("namespace=wfhelm", "repository=10.9.0.0/16"))
+    made = created(plan)
+    server = made["NetworkPolicy/wfhelm/harden-allow-artifact-egress-server"]["spec"]["podSelector"]
+    controller = made["NetworkPolicy/wfhelm/harden-allow-artifact-egress-controller"]["spec"]["podSelector"]
+    assert server == {"matchLabels": {"app.kubernetes.io/name": "argo-workflows-server", "app.kubernetes.io/instance": "wf"}}
+    assert controller["matchLabels"]["app.kubernetes.io/instance"] == "wf" and "app" not in controller["matchLabels"]
+    assert broken_needs(plan) == []
+    found = findings(plan)
+    assert found["server-reaches-artifacts"].passed and found["controller-reaches-artifacts"].passed
+
+
+def _shared_database(docs):
+    # A database in its own namespace, shared with an application that is not Argo's.
+    def deployment(name, labels, port):  # labels copied: the snapshot is written without YAML aliases
+        return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": "shared"},
+                "spec": {"selector": {"matchLabels": labels}, "template": {"metadata": {"labels": dict(labels)}, "spec": {
+                    "containers": [{"name": name, "image": "x", "ports": [{"containerPort": port}]}]}}}}
+    docs += [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shared"}},
+             deployment("pg", {"app": "pg"}, 5432), deployment("webapp", {"app": "webapp"}, 8080)]
+
+
+def test_db_egress_names_the_clients_the_database_ingress_policy_cuts_off(tmp_path):
+    plan = plan_of(tmp_path, upstream(tmp_path, _shared_database), ("namespace-isolation", "db-egress"),
+                   ("database={namespace: shared, podSelector: {app: pg}}",))
+    warning = findings(plan)["database-clients-kept"]
+    assert not warning.passed and warning.severity.value == "warning"
+    assert "shared/deployment/webapp" in warning.message and "shared/deployment/pg" in warning.message
+    assert "argo/deployment/argo-server" not in warning.message.split("lose access")[1]
+    assert findings(plan)["server-reaches-database"].passed
+
+
+def test_db_egress_with_a_cidr_isolates_nothing_and_says_so(tmp_path):
+    plan = plan_of(tmp_path, upstream(tmp_path, _shared_database), ("namespace-isolation", "db-egress"),
+                   ("database=10.20.0.0/24",))
+    assert findings(plan)["database-clients-kept"].passed
+    assert not [k for k in created(plan) if "ingress-from-argo" in k]
+
+
+def test_metrics_ingress_names_a_scraper_outside_the_prometheus_namespace(tmp_path):
+    def scraper(docs):
+        docs += [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "other"}},
+                 {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "vmagent", "namespace": "other"},
+                  "spec": {"selector": {"matchLabels": {"app": "vmagent"}}, "template": {
+                      "metadata": {"labels": {"app": "vmagent"}}, "spec": {"containers": [{"name": "a", "image": "x"}]}}}}]
+    plan = plan_of(tmp_path, upstream(tmp_path, scraper), ("metrics-ingress",))
+    warning = findings(plan)["controller-clients-kept"]
+    assert not warning.passed and "other/deployment/vmagent" in warning.message

@@ -121,15 +121,19 @@ def no_bindings_for(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
     return True, f"service account {ns}/{sa} holds no bindings"
 
 
-@check("ingressClientsKept", _with({"namespace": _STRING, "policy": _STRING, "port": {"type": ["integer", "string"]}}))
+@check("ingressClientsKept", _with({"namespace": _STRING, "policy": _STRING, "port": {"type": ["integer", "string"]}},
+                                  {"prefix": {"type": "boolean"}}))
 def ingress_clients_kept(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
     """An ingress policy on pods that are not Argo's (an in-cluster database, MinIO) isolates them:
     every client it does not name loses access. Names the workloads that reach those pods on `port`
-    without the policy and cannot with it, so the plan says who is cut off."""
+    without the policy and cannot with it, so the plan says who is cut off. `prefix`: every policy
+    whose name starts with `policy` (one per workflow namespace) counts as the policy."""
     ns, name = w["namespace"], w["policy"]
 
     def is_policy(o: Obj) -> bool:
-        return o.get("kind") == "NetworkPolicy" and o["metadata"].get("namespace") == ns and o["metadata"].get("name") == name
+        found = str(o["metadata"].get("name", ""))
+        return o.get("kind") == "NetworkPolicy" and o["metadata"].get("namespace") == ns and \
+            (found.startswith(name) if w.get("prefix") else found == name)
 
     policy = next((o for o in objs if is_policy(o)), None)
     if policy is None:
@@ -141,6 +145,7 @@ def ingress_clients_kept(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]
                    and without.evaluate(src, dst, w["port"], None).allowed
                    and not with_it.evaluate(src, dst, w["port"], None).allowed})
     where = ", ".join(g.key for g in isolated) or "no observed workload"
+    name = f"{name}*" if w.get("prefix") else name
     if lost:
         return False, (f"NetworkPolicy {ns}/{name} admits only Argo to {where}; these lose access on port {w['port']}: "
                        f"{', '.join(lost)} (allow them in a policy of their own, or give the database/repository its own namespace)")

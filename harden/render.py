@@ -137,6 +137,7 @@ def render_value(v: Any, kind: str) -> Any:
     """The Kubernetes shape of a typed parameter value.
 
     peer      -> a NetworkPolicy peer ({ipBlock} or {namespaceSelector, podSelector})
+    peerList  -> a list of NetworkPolicy peers
     cidrList  -> a list of NetworkPolicy ipBlock peers ([] for 0.0.0.0/0 would mean "all" anyway)
     portList  -> a list of NetworkPolicy ports (TCP)
     anything else -> the value itself (labelSelector: the matchLabels mapping)
@@ -153,6 +154,8 @@ def render_value(v: Any, kind: str) -> Any:
         if "namespace" in v:
             peer["namespaceSelector"] = {"matchLabels": {"kubernetes.io/metadata.name": v["namespace"]}}
         return peer
+    if kind == "peerList":
+        return [render_value(x, "peer") for x in v]
     if kind == "cidrList":
         return [{"ipBlock": {"cidr": c}} for c in v]
     if kind == "portList":

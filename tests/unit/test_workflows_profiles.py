@@ -199,3 +199,47 @@ def test_metrics_ingress_names_a_scraper_outside_the_prometheus_namespace(tmp_pa
     plan = plan_of(tmp_path, upstream(tmp_path, scraper), ("metrics-ingress",))
     warning = findings(plan)["controller-clients-kept"]
     assert not warning.passed and "other/deployment/vmagent" in warning.message
+
+
+# -- namespace-isolation in the namespaces workflows run in ----------------------------------------
+
+def _workflow_namespace(docs):
+    docs.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "wf1"}})
+
+
+def test_namespace_isolation_covers_every_workflow_namespace(tmp_path):
+    plan = plan_of(tmp_path, upstream(tmp_path, _workflow_namespace), ("namespace-isolation",),
+                   ("workflowNamespaces=[wf1]", "workflowEgress=[{namespace: apps, podSelector: {app: api}}, 10.30.0.0/16]"))
+    made = created(plan)
+    assert made["NetworkPolicy/wf1/harden-workflows-default-deny"]["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    dns = made["NetworkPolicy/wf1/harden-workflows-allow-dns"]["spec"]["egress"][0]
+    assert {"protocol": "UDP", "port": 53} in dns["ports"]
+    api = made["NetworkPolicy/wf1/harden-workflows-allow-kube-api"]["spec"]
+    assert api["podSelector"] == {} and api["egress"][0]["ports"]
+    egress = made["NetworkPolicy/wf1/harden-workflows-allow-egress"]["spec"]
+    assert egress["podSelector"] == {"matchExpressions": [{"key": "workflows.argoproj.io/workflow", "operator": "Exists"}]}
+    assert egress["egress"] == [{"to": [
+        {"podSelector": {"matchLabels": {"app": "api"}}, "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "apps"}}},
+        {"ipBlock": {"cidr": "10.30.0.0/16"}}]}]
+    assert "NetworkPolicy/argo/harden-default-deny" in made
+    assert broken_needs(plan) == []
+
+
+def test_namespace_isolation_with_no_workflow_namespaces_adds_only_the_workflow_egress_to_the_install(tmp_path):
+    plan = plan_of(tmp_path, upstream(tmp_path), ("namespace-isolation",), ("workflowEgress=[10.30.0.0/16]",))
+    workflows = sorted(k for k in created(plan) if "harden-workflows" in k)
+    assert workflows == ["NetworkPolicy/argo/harden-workflows-allow-egress"]
+    plain = plan_of(tmp_path / "plain", upstream(tmp_path), ("namespace-isolation",))
+    assert not [k for k in created(plain) if "harden-workflows" in k]
+
+
+def test_artifact_egress_follows_workflows_into_their_namespaces(tmp_path):
+    plan = plan_of(tmp_path, upstream(tmp_path, _workflow_namespace), ("namespace-isolation", "artifact-egress"),
+                   ("workflowNamespaces=[wf1]", "repository={namespace: argo, podSelector: {app: minio}}", "port=9000"))
+    made = created(plan)
+    assert "NetworkPolicy/wf1/harden-allow-artifact-egress-workflows" in made
+    assert "NetworkPolicy/wf1/harden-allow-artifact-egress-gc" in made
+    ingress = made["NetworkPolicy/argo/harden-allow-artifact-ingress-from-workflows-wf1"]["spec"]["ingress"][0]
+    assert {p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for p in ingress["from"]} == {"wf1"}
+    assert findings(plan)["repository-clients-kept"].passed
+    assert broken_needs(plan) == []

@@ -243,3 +243,35 @@ def test_artifact_egress_follows_workflows_into_their_namespaces(tmp_path):
     assert {p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for p in ingress["from"]} == {"wf1"}
     assert findings(plan)["repository-clients-kept"].passed
     assert broken_needs(plan) == []
+
+
+# -- workflow-submitter-role, workflow-namespace-rbac ----------------------------------------------
+
+def test_workflow_submitter_role_creates_and_reads_workflows_only(tmp_path):
+    plan = plan_of(tmp_path, upstream(tmp_path), ("workflow-submitter-role",), ("group=devs", "namespace=argo"))
+    made = created(plan)
+    assert made["Role/argo/harden-workflow-submitter"]["rules"] == [
+        {"apiGroups": ["argoproj.io"], "resources": ["workflows"], "verbs": ["create", "get", "list", "watch"]}]
+    assert made["RoleBinding/argo/harden-workflow-submitter-group"]["subjects"] == [
+        {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "devs"}]
+    assert "RoleBinding/argo/harden-workflow-submitter-user" not in made
+    found = findings(plan)
+    for check in ("group-submits-workflows", "group-reads-workflows", "group-cannot-delete-workflows", "group-cannot-create-pods"):
+        assert found[check].passed, found[check].message
+    assert "user-submits-workflows" not in found
+
+
+def test_workflow_namespace_rbac_gives_each_workflow_namespace_the_tailored_role(tmp_path):
+    plan = plan_of(tmp_path, helm(tmp_path), ("workflow-namespace-rbac",),
+                   ("namespace=wfhelm", "workflowNamespaces=[team-a, team-b]"))
+    made = created(plan)
+    for ns in ("team-a", "team-b"):
+        rules = made[f"Role/{ns}/harden-workflow-manager"]["rules"]
+        assert rules[0] == {"apiGroups": ["argoproj.io"], "resources": ["workflows", "workflowtemplates", "cronworkflows"],
+                            "verbs": ["list", "get", "create", "update", "delete", "watch"]}
+        assert not any("secrets" in r.get("resources", []) or "pods" in r.get("resources", []) for r in rules)
+        assert made[f"RoleBinding/{ns}/harden-workflow-manager"]["subjects"] == [
+            {"kind": "ServiceAccount", "name": "harden-workflow-manager", "namespace": ns}]
+        assert f"ServiceAccount/{ns}/harden-workflow-manager" in made
+    assert not [k for k in made if "/wfhelm/" in k]  # listed namespaces replace the install's
+    assert broken_needs(plan) == []

@@ -333,17 +333,19 @@ def restrict_rules(rules: list[dict], verbs: list[str], drop_resources: list[str
 
 
 def edit_args(args: list[str], set_flags: dict[str, Any], remove: list[str],
-              remove_values: dict[str, list[str]] | None = None, ensure: dict[str, str] | None = None) -> list[str]:
+              remove_values: dict[str, list[str]] | None = None, ensure: dict[str, str] | None = None,
+              defaults: dict[str, str] | None = None) -> list[str]:
     """Remove flags (both `--f v` and `--f=v` forms) and set flags as `--f=v` (or bare `--f`).
 
     Flags that take a value in the separate-token form are the ones being removed, set or edited,
     so a following token that is not itself a flag is that flag's value. A repeatable flag (argo-server's
     `--auth-mode`) is edited value by value: `remove_values` drops only the listed values and `ensure`
     adds `--f=v` unless v is already among the values left, so other values (e.g. `sso`) stay.
+    `defaults` writes out `--f=v` only where the flag is absent: an explicit value, whatever it is, stays.
     """
-    remove_values, ensure = remove_values or {}, ensure or {}
+    remove_values, ensure, defaults = remove_values or {}, ensure or {}, defaults or {}
     drop = set(remove) | set(set_flags)
-    edited = set(remove_values) | set(ensure)
+    edited = set(remove_values) | set(ensure) | set(defaults)
     out: list[str] = []
     kept: dict[str, list[str]] = {}
     i = 0
@@ -351,16 +353,17 @@ def edit_args(args: list[str], set_flags: dict[str, Any], remove: list[str],
         tok = args[i]
         name = tok.split("=", 1)[0]
         if name in drop or name in edited:
-            tokens = [tok]
             value: str | None = tok.split("=", 1)[1] if "=" in tok else None
             if "=" not in tok and i + 1 < len(args) and not args[i + 1].startswith("-") and set_flags.get(name) is not True:
                 value = args[i + 1]
-                tokens.append(value)  # the separate value token goes with its flag
-            i += len(tokens)
+                i += 1  # the separate value token goes with its flag
+            i += 1
             if name in drop or value in remove_values.get(name, ()):
                 continue
             kept.setdefault(name, []).append(value or "")
-            out += tokens  # a value that stays keeps its form, so the plan shows no needless change
+            # A value that stays is written `--f=v`, the form harden writes, so a second plan reads the
+            # same args back and changes nothing.
+            out.append(f"{name}={value}" if value is not None else name)
             continue
         out.append(tok)
         i += 1
@@ -368,6 +371,9 @@ def edit_args(args: list[str], set_flags: dict[str, Any], remove: list[str],
         out.append(flag if value is True else f"{flag}={value}")
     for flag, value in ensure.items():
         if value not in kept.get(flag, []):
+            out.append(f"{flag}={value}")
+    for flag, value in defaults.items():
+        if flag not in kept:
             out.append(f"{flag}={value}")
     return out
 
@@ -391,7 +397,7 @@ def materialize(intent: PatchIntent, live: Obj) -> tuple[Obj, list[str]]:
     if op == "containerArgs":
         _, c = _container(live, spec["container"])
         args = edit_args(list(c.get("args") or []), spec.get("set") or {}, spec.get("remove") or [],
-                         spec.get("removeValues") or {}, spec.get("ensure") or {})
+                         spec.get("removeValues") or {}, spec.get("ensure") or {}, spec.get("default") or {})
         partial = {"spec": {"template": {"spec": {"containers": [{"name": spec["container"], "args": args}]}}}}
         return partial, [path_text(["spec", "template", "spec", "containers", ("name", spec["container"]), "args"])]
     if op == "configMapYaml":

@@ -418,7 +418,7 @@ def test_container_args_patch_on_second_container():
     c = only_change(make_plan(rendered(["server-auth-tls"]), live_of(deployment_with_sidecar()), State(STACK), STACK))
     assert c.action is Action.UPDATE
     assert c.body["spec"]["template"]["spec"]["containers"] == [
-        {"name": "argo-server", "args": ["server", "--auth-mode=client"]}]
+        {"name": "argo-server", "args": ["server", "--auth-mode=client", "--secure=true"]}]
     assert c.restore.body["spec"]["template"]["spec"]["containers"] == [
         {"name": "argo-server", "args": ["server", "--auth-mode", "server"]}]
     assert c.restore.manager == "helm"

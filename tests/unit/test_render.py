@@ -246,15 +246,20 @@ def test_edit_args_is_idempotent():
 
 
 def test_edit_args_remove_values_keeps_the_other_values_of_a_repeatable_flag():
-    # argo-server with server and sso: only server goes, sso stays in the form it was written.
-    out = edit_args(["server", "--auth-mode", "server", "--auth-mode=sso"], {}, [],
+    # argo-server with server and sso: only server goes, sso stays.
+    out = edit_args(["server", "--auth-mode", "sso", "--auth-mode", "server", "--x"], {}, [],
                     {"--auth-mode": ["server"]}, {"--auth-mode": "client"})
-    assert out == ["server", "--auth-mode=sso", "--auth-mode=client"]
+    assert out == ["server", "--auth-mode=sso", "--x", "--auth-mode=client"]
 
 
 def test_edit_args_ensure_adds_nothing_when_the_value_is_there():
-    args = ["server", "--auth-mode", "client", "--auth-mode", "sso"]
+    args = ["server", "--auth-mode=client", "--auth-mode=sso"]
     assert edit_args(args, {}, [], {"--auth-mode": ["server"]}, {"--auth-mode": "client"}) == args
+
+
+def test_edit_args_default_is_written_only_where_the_flag_is_absent():
+    assert edit_args(["server"], {}, [], defaults={"--secure": "true"}) == ["server", "--secure=true"]
+    assert edit_args(["server", "--secure=false"], {}, [], defaults={"--secure": "true"}) == ["server", "--secure=false"]
 
 
 def test_edit_args_value_edits_are_idempotent():

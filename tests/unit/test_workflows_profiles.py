@@ -85,14 +85,14 @@ def test_server_auth_keeps_sso_and_removes_only_server(tmp_path):
     def sso(docs):
         args_of(docs)[:] = ["server", "--auth-mode", "server", "--auth-mode=sso"]
     plan = plan_of(tmp_path, upstream(tmp_path, sso), ("server-auth-tls",))
-    assert server_args(plan) == ["server", "--auth-mode=sso", "--auth-mode=client"]
+    assert server_args(plan) == ["server", "--auth-mode=sso", "--auth-mode=client", "--secure=true"]
     assert findings(plan)["not-server-auth-mode"].passed
     assert broken_needs(plan) == []
 
 
 def test_helm_server_plans_with_no_broken_need_and_tls_left_as_found(tmp_path):
-    # The chart runs --secure=false behind an HTTP readiness probe. harden leaves TLS as found (turning
-    # --secure on alone would leave the pods never Ready) and warns; the check finds the release's
+    # The chart runs --secure=false behind an HTTP readiness probe. harden leaves an explicit
+    # --secure=false as found (turning it on alone would leave the pods never Ready) and warns; the check finds the release's
     # server through the install graph, though its pods carry no app=argo-server label.
     plan = plan_of(tmp_path, helm(tmp_path), ("server-auth-tls",), ("namespace=wfhelm",))
     assert broken_needs(plan) == []

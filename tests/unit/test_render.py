@@ -163,6 +163,19 @@ def test_when_set_and_unset_on_optional_parameters():
     assert rendered(["ui-read-only-role"])[0].expectations == ()
 
 
+def test_when_contains_tests_a_list_parameter_for_one_item():
+    assert "harden-argo-server-sso" in by_name(rendered(["read-only-server"], ["authModes=[client, sso]"])[0])
+    assert "harden-argo-server-sso" not in by_name(rendered(["read-only-server"], ["authModes=[client]"])[0])
+    assert "harden-argo-server-sso" not in by_name(rendered(["read-only-server"])[0])
+
+
+def test_peer_list_renders_each_peer():
+    r = rendered(["namespace-isolation"], ["workflowEgress=[10.0.0.0/8, {namespace: apps, podSelector: {app: api}}]"])[0]
+    assert by_name(r)["harden-workflows-allow-egress"].body["spec"]["egress"] == [{"to": [
+        {"ipBlock": {"cidr": "10.0.0.0/8"}},
+        {"podSelector": {"matchLabels": {"app": "api"}}, "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "apps"}}}]}]
+
+
 # -- restrict_rules --------------------------------------------------------------------------------
 
 READ = ["get", "list", "watch"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+import pytest
 import yaml
 
 from harden.engine import Request, build_plan
@@ -275,3 +276,16 @@ def test_workflow_namespace_rbac_gives_each_workflow_namespace_the_tailored_role
         assert f"ServiceAccount/{ns}/harden-workflow-manager" in made
     assert not [k for k in made if "/wfhelm/" in k]  # listed namespaces replace the install's
     assert broken_needs(plan) == []
+
+
+def test_detecting_args_needs_a_target(tmp_path):
+    from harden.errors import Diagnostics
+    from harden.load import load_profile
+
+    text = (REPO / "profiles" / "read-only-server.yaml").read_text().replace(
+        'detect: {target: server, from: "arg:--auth-mode"}', 'detect: {from: "arg:--auth-mode"}')
+    path = tmp_path / "read-only-server.yaml"
+    path.write_text(text)
+    with pytest.raises(Diagnostics) as exc:
+        load_profile(str(path))
+    assert any("target" in (d.summary + (d.hint or "")) for d in exc.value.diagnostics), exc.value.diagnostics

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from .impact.netpol import NetworkModel
+from .impact.selectors import selector_matches
 from .model import Finding, Obj, Severity
 
 CheckFn = Callable[[list[Obj], dict[str, Any]], tuple[bool, str]]
@@ -76,13 +78,19 @@ def managed_namespace_separate(objs: list[Obj], w: dict[str, Any]) -> tuple[bool
     return True, f"workflow-controller in {ns} manages namespace {managed}"
 
 
-@check("deploymentArgs", _with({"namespace": _STRING, "labels": _LABELS, "flag": _STRING},
-                            {"forbid": _STRING, "require": _STRING}))
+@check("deploymentArgs", _with({"namespace": _STRING, "flag": _STRING},
+                            {"labels": _LABELS, "name": _STRING, "forbid": _STRING, "require": _STRING}))
 def deployment_args(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
-    """A Deployment's args carry (or lack) a flag value, e.g. argo-server's --auth-mode."""
-    deps = _deployments(objs, w["namespace"], w["labels"])
+    """A Deployment's args carry (or lack) a flag value, e.g. argo-server's --auth-mode.
+
+    `name` (from the install graph, `${graph.COMPONENT.name}`) picks the Deployment whatever its
+    labels; `labels` is for profiles that have no install to point at."""
+    deps = _deployments(objs, w["namespace"], w.get("labels") or {})
+    if w.get("name") is not None:
+        deps = [d for d in deps if d["metadata"].get("name") == w["name"]]
     if not deps:
-        return False, f"no Deployment with labels {w['labels']} in {w['namespace']}"
+        what = f"named {w['name']!r}" if w.get("name") is not None else f"with labels {w.get('labels') or {}}"
+        return False, f"no Deployment {what} in {w['namespace'] or '(no install found)'}"
     args = _args(deps[0])
     value = _flag(args, w["flag"])
     name = deps[0]["metadata"]["name"]
@@ -111,6 +119,37 @@ def no_bindings_for(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
     if found:
         return False, f"service account {ns}/{sa} is bound by {', '.join(sorted(found))}; remove those bindings"
     return True, f"service account {ns}/{sa} holds no bindings"
+
+
+@check("ingressClientsKept", _with({"namespace": _STRING, "policy": _STRING, "port": {"type": ["integer", "string"]}},
+                                  {"prefix": {"type": "boolean"}}))
+def ingress_clients_kept(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
+    """An ingress policy on pods that are not Argo's (an in-cluster database, MinIO) isolates them:
+    every client it does not name loses access. Names the workloads that reach those pods on `port`
+    without the policy and cannot with it, so the plan says who is cut off. `prefix`: every policy
+    whose name starts with `policy` (one per workflow namespace) counts as the policy."""
+    ns, name = w["namespace"], w["policy"]
+
+    def is_policy(o: Obj) -> bool:
+        found = str(o["metadata"].get("name", ""))
+        return o.get("kind") == "NetworkPolicy" and o["metadata"].get("namespace") == ns and \
+            (found.startswith(name) if w.get("prefix") else found == name)
+
+    policy = next((o for o in objs if is_policy(o)), None)
+    if policy is None:
+        return True, f"no NetworkPolicy {ns}/{name}: no pods isolated"
+    with_it, without = NetworkModel.from_objects(objs), NetworkModel.from_objects([o for o in objs if not is_policy(o)])
+    selector = (policy.get("spec") or {}).get("podSelector") or {}
+    isolated = [g for g in with_it.groups if g.namespace == ns and selector_matches(selector, g.label_map)]
+    lost = sorted({src.key for dst in isolated for src in with_it.groups if src != dst
+                   and without.evaluate(src, dst, w["port"], None).allowed
+                   and not with_it.evaluate(src, dst, w["port"], None).allowed})
+    where = ", ".join(g.key for g in isolated) or "no observed workload"
+    name = f"{name}*" if w.get("prefix") else name
+    if lost:
+        return False, (f"NetworkPolicy {ns}/{name} admits only Argo to {where}; these lose access on port {w['port']}: "
+                       f"{', '.join(lost)} (allow them in a policy of their own, or give the database/repository its own namespace)")
+    return True, f"NetworkPolicy {ns}/{name} on {where} cuts off no other observed client on port {w['port']}"
 
 
 def run_checks(profile: str, checks: tuple[dict, ...], objs: list[Obj], source: str | None) -> list[Finding]:

@@ -95,13 +95,17 @@ class Component:
 
     def flag_values(self, name: str) -> tuple[str, ...]:
         """Every value of a repeatable flag (`--auth-mode server --auth-mode=client`)."""
-        out = []
-        for i, a in enumerate(self.args):
-            if a == name and i + 1 < len(self.args):
-                out.append(self.args[i + 1])
-            elif a.startswith(name + "="):
-                out.append(a[len(name) + 1:])
-        return tuple(out)
+        return flag_values(self.args, name)
+
+
+def flag_values(args: tuple[str, ...], name: str) -> tuple[str, ...]:
+    out = []
+    for i, a in enumerate(args):
+        if a == name and i + 1 < len(args):
+            out.append(args[i + 1])
+        elif a.startswith(name + "="):
+            out.append(a[len(name) + 1:])
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -148,7 +152,7 @@ def _pod_spec(workload: Obj) -> Mapping[str, Any]:
     return ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}
 
 
-def _args(workload: Obj) -> tuple[str, ...]:
+def workload_args(workload: Obj) -> tuple[str, ...]:
     out: list[str] = []
     for c in _pod_spec(workload).get("containers") or []:
         out += [str(x) for x in (c.get("command") or [])] + [str(x) for x in (c.get("args") or [])]
@@ -192,7 +196,7 @@ class _Index:
         services = tuple(sorted(k for k, s in self.services if k.namespace == ns and (sel := _labels(s, "spec", "selector"))
                                 and all(pod_labels.get(a) == b for a, b in sel.items())))
         comp = Component(spec.name, key, match.layout, f"pod labels {match.text()} ({match.layout})",
-                         _frozen(pod_labels), _frozen(_labels(obj, "spec", "selector", "matchLabels")), sa, _args(obj),
+                         _frozen(pod_labels), _frozen(_labels(obj, "spec", "selector", "matchLabels")), sa, workload_args(obj),
                          bindings, roles, services)
         # The ConfigMap a component reads is the one its args name (`--configmap`), with the
         # upstream default when the flag is absent: both come from the component's needs.

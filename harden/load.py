@@ -135,7 +135,7 @@ _TemplateValidator = jsonschema.validators.extend(
 
 _PartialValidator = jsonschema.validators.extend(_TemplateValidator, {"required": lambda *_: None})
 
-LIST_TYPES = {"stringList", "cidrList", "portList"}
+LIST_TYPES = {"stringList", "cidrList", "portList", "peerList"}
 # What a profile may declare as an object; kubernetes.schema.json also holds the kinds profiles
 # patch (Deployment, StatefulSet, DaemonSet), whose `set` patches are checked against it.
 OBJECT_KINDS = ("NetworkPolicy", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding", "ServiceAccount",
@@ -527,6 +527,7 @@ COERCE = {
     "portList": _list_of(_port, "ports"),
     "labelSelector": _labels,
     "peer": _peer,
+    "peerList": _list_of(_peer, "peers"),
     "boolean": _typed(bool, "true or false"),
     "integer": _typed(int, "an integer"),
     "stringList": _list_of(_typed(str, "a string"), "strings"),
@@ -539,6 +540,7 @@ TYPE_HINTS = {
     "port": "give a port number from 1 to 65535", "portList": "give port numbers like [443, 6443]",
     "labelSelector": "give labels like app=postgres or {app: postgres}",
     "peer": "give a CIDR like 10.0.0.0/8 or {namespace: argo, podSelector: {app: postgres}}",
+    "peerList": "give a list of peers like [10.0.0.0/8, {namespace: apps, podSelector: {app: api}}]",
     "boolean": "give true or false", "integer": "give a whole number", "stringList": "give a list like [a, b]",
 }
 

@@ -30,6 +30,7 @@ from .mergekeys import BUILTIN, MergeKeys
 from .model import (ANNOTATION_ORIGINAL, LABEL_MANAGED_BY, LABEL_PROFILE, LABEL_STACK, MANAGER, Action, Change, ChangeKind, Detected,
                     FieldChange, Live, Obj, Phase, Plan, Record, ResourceKey, Restore, SourceRef, State, TargetReport,
                     field_manager)
+from .graph import flag_values, workload_args
 from .load import Selected
 from .ownership import conflicts, dropped_fields, owned_by
 from .render import Candidate, PatchIntent, Rendered, Target, identity, materialize
@@ -115,6 +116,10 @@ def detect(selected: Selected, rendered: Rendered, live: Live) -> tuple[dict[str
             continue
         if how["from"] == "podSelector":
             value = (((res.obj.get("spec") or {}).get("selector") or {}).get("matchLabels")) or None
+        elif how["from"].startswith("arg:"):
+            # Every value of a repeatable flag (argo-server takes several `--auth-mode`s), read the way
+            # the install graph reads args; a flag that is absent is an empty list, itself a finding.
+            value = list(flag_values(workload_args(res.obj), how["from"][len("arg:"):]))
         else:
             value = (res.obj.get("metadata") or {}).get("namespace") or None
         if value is None:

@@ -137,6 +137,7 @@ def render_value(v: Any, kind: str) -> Any:
     """The Kubernetes shape of a typed parameter value.
 
     peer      -> a NetworkPolicy peer ({ipBlock} or {namespaceSelector, podSelector})
+    peerList  -> a list of NetworkPolicy peers
     cidrList  -> a list of NetworkPolicy ipBlock peers ([] for 0.0.0.0/0 would mean "all" anyway)
     portList  -> a list of NetworkPolicy ports (TCP)
     anything else -> the value itself (labelSelector: the matchLabels mapping)
@@ -153,6 +154,8 @@ def render_value(v: Any, kind: str) -> Any:
         if "namespace" in v:
             peer["namespaceSelector"] = {"matchLabels": {"kubernetes.io/metadata.name": v["namespace"]}}
         return peer
+    if kind == "peerList":
+        return [render_value(x, "peer") for x in v]
     if kind == "cidrList":
         return [{"ipBlock": {"cidr": c}} for c in v]
     if kind == "portList":
@@ -170,6 +173,7 @@ def _when(cond: dict | None, values: dict[str, Any]) -> bool:
     if not cond:
         return True
     v = values.get(cond["parameter"])
+    # `contains` tests a list parameter for one item, e.g. a detected argo-server auth mode.
     test = cond.get("is", "set")
     return {
         "set": v not in (None, "", [], {}),
@@ -178,7 +182,7 @@ def _when(cond: dict | None, values: dict[str, Any]) -> bool:
         "selector": isinstance(v, dict) and "podSelector" in v,
         "true": v is True,
         "false": v is False,
-    }[test]
+    }[test] if "contains" not in cond else isinstance(v, list) and cond["contains"] in v
 
 
 PATCH_OPS = ("set", "restrictVerbs", "containerArgs", "configMapYaml")
@@ -340,27 +344,49 @@ def restrict_rules(rules: list[dict], verbs: list[str], drop_resources: list[str
     return out
 
 
-def edit_args(args: list[str], set_flags: dict[str, Any], remove: list[str]) -> list[str]:
+def edit_args(args: list[str], set_flags: dict[str, Any], remove: list[str],
+              remove_values: dict[str, list[str]] | None = None, ensure: dict[str, str] | None = None,
+              defaults: dict[str, str] | None = None) -> list[str]:
     """Remove flags (both `--f v` and `--f=v` forms) and set flags as `--f=v` (or bare `--f`).
 
-    Flags that take a value in the separate-token form are the ones being removed or set, so a
-    following token that is not itself a flag is that flag's value.
+    Flags that take a value in the separate-token form are the ones being removed, set or edited,
+    so a following token that is not itself a flag is that flag's value. A repeatable flag (argo-server's
+    `--auth-mode`) is edited value by value: `remove_values` drops only the listed values and `ensure`
+    adds `--f=v` unless v is already among the values left, so other values (e.g. `sso`) stay.
+    `defaults` writes out `--f=v` only where the flag is absent: an explicit value, whatever it is, stays.
     """
+    remove_values, ensure, defaults = remove_values or {}, ensure or {}, defaults or {}
     drop = set(remove) | set(set_flags)
+    edited = set(remove_values) | set(ensure) | set(defaults)
     out: list[str] = []
+    kept: dict[str, list[str]] = {}
     i = 0
     while i < len(args):
         tok = args[i]
         name = tok.split("=", 1)[0]
-        if name in drop:
+        if name in drop or name in edited:
+            value: str | None = tok.split("=", 1)[1] if "=" in tok else None
             if "=" not in tok and i + 1 < len(args) and not args[i + 1].startswith("-") and set_flags.get(name) is not True:
-                i += 1  # skip the separate value token
+                value = args[i + 1]
+                i += 1  # the separate value token goes with its flag
             i += 1
+            if name in drop or value in remove_values.get(name, ()):
+                continue
+            kept.setdefault(name, []).append(value or "")
+            # A value that stays is written `--f=v`, the form harden writes, so a second plan reads the
+            # same args back and changes nothing.
+            out.append(f"{name}={value}" if value is not None else name)
             continue
         out.append(tok)
         i += 1
     for flag, value in set_flags.items():
         out.append(flag if value is True else f"{flag}={value}")
+    for flag, value in ensure.items():
+        if value not in kept.get(flag, []):
+            out.append(f"{flag}={value}")
+    for flag, value in defaults.items():
+        if flag not in kept:
+            out.append(f"{flag}={value}")
     return out
 
 
@@ -382,7 +408,8 @@ def materialize(intent: PatchIntent, live: Obj) -> tuple[Obj, list[str]]:
         return {"rules": restrict_rules(live.get("rules") or [], spec["verbs"], spec.get("dropResources", []))}, ["rules"]
     if op == "containerArgs":
         _, c = _container(live, spec["container"])
-        args = edit_args(list(c.get("args") or []), spec.get("set") or {}, spec.get("remove") or [])
+        args = edit_args(list(c.get("args") or []), spec.get("set") or {}, spec.get("remove") or [],
+                         spec.get("removeValues") or {}, spec.get("ensure") or {}, spec.get("default") or {})
         partial = {"spec": {"template": {"spec": {"containers": [{"name": spec["container"], "args": args}]}}}}
         return partial, [path_text(["spec", "template", "spec", "containers", ("name", spec["container"]), "args"])]
     if op == "configMapYaml":

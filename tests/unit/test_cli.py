@@ -89,7 +89,7 @@ def test_example_stack_plan_counts(tmp_path):
     # workflow-restrictions all patch the controller ConfigMap, combined into 1 update -> 4 updates.
     r = invoke(plan_args(EXAMPLE_STACK, tmp_path, "--detailed-exitcode"))
     assert r.exit_code == 2
-    assert "Plan: 22 to add, 4 to change, 0 to destroy." in flat(r.output)
+    assert "Plan: 23 to add, 4 to change, 0 to destroy." in flat(r.output)
 
 
 def test_plan_json_output(stack4, tmp_path):

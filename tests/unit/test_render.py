@@ -163,6 +163,19 @@ def test_when_set_and_unset_on_optional_parameters():
     assert rendered(["ui-read-only-role"])[0].expectations == ()
 
 
+def test_when_contains_tests_a_list_parameter_for_one_item():
+    assert "harden-argo-server-sso" in by_name(rendered(["read-only-server"], ["authModes=[client, sso]"])[0])
+    assert "harden-argo-server-sso" not in by_name(rendered(["read-only-server"], ["authModes=[client]"])[0])
+    assert "harden-argo-server-sso" not in by_name(rendered(["read-only-server"])[0])
+
+
+def test_peer_list_renders_each_peer():
+    r = rendered(["namespace-isolation"], ["workflowEgress=[10.0.0.0/8, {namespace: apps, podSelector: {app: api}}]"])[0]
+    assert by_name(r)["harden-workflows-allow-egress"].body["spec"]["egress"] == [{"to": [
+        {"ipBlock": {"cidr": "10.0.0.0/8"}},
+        {"podSelector": {"matchLabels": {"app": "api"}}, "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "apps"}}}]}]
+
+
 # -- restrict_rules --------------------------------------------------------------------------------
 
 READ = ["get", "list", "watch"]
@@ -243,6 +256,29 @@ def test_edit_args_leaves_flags_with_a_common_prefix():
 def test_edit_args_is_idempotent():
     once = edit_args(["server", "--auth-mode", "server"], {"--auth-mode": "client", "--secure": "true"}, ["--auth-mode"])
     assert edit_args(once, {"--auth-mode": "client", "--secure": "true"}, ["--auth-mode"]) == once
+
+
+def test_edit_args_remove_values_keeps_the_other_values_of_a_repeatable_flag():
+    # argo-server with server and sso: only server goes, sso stays.
+    out = edit_args(["server", "--auth-mode", "sso", "--auth-mode", "server", "--x"], {}, [],
+                    {"--auth-mode": ["server"]}, {"--auth-mode": "client"})
+    assert out == ["server", "--auth-mode=sso", "--x", "--auth-mode=client"]
+
+
+def test_edit_args_ensure_adds_nothing_when_the_value_is_there():
+    args = ["server", "--auth-mode=client", "--auth-mode=sso"]
+    assert edit_args(args, {}, [], {"--auth-mode": ["server"]}, {"--auth-mode": "client"}) == args
+
+
+def test_edit_args_default_is_written_only_where_the_flag_is_absent():
+    assert edit_args(["server"], {}, [], defaults={"--secure": "true"}) == ["server", "--secure=true"]
+    assert edit_args(["server", "--secure=false"], {}, [], defaults={"--secure": "true"}) == ["server", "--secure=false"]
+
+
+def test_edit_args_value_edits_are_idempotent():
+    once = edit_args(["server", "--auth-mode=server"], {}, [], {"--auth-mode": ["server"]}, {"--auth-mode": "client"})
+    assert once == ["server", "--auth-mode=client"]
+    assert edit_args(once, {}, [], {"--auth-mode": ["server"]}, {"--auth-mode": "client"}) == once
 
 
 # -- materialize -----------------------------------------------------------------------------------

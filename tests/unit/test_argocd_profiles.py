@@ -87,7 +87,8 @@ def test_stack_plans_with_every_check_and_expectation_passing(planned):
     assert by_profile["argocd-repo-server-no-k8s"] >= 4
     assert by_profile["argocd-network"] >= 15
     assert by_profile["argocd-controller-namespaces"] >= 8
-    assert planned.plan.counts() == {"add": 29, "change": 7, "release": 0, "destroy": 0}
+    # argocd-server and argocd-repo-server are not rolled for the default TLS minimum (argocd-tls)
+    assert planned.plan.counts() == {"add": 29, "change": 5, "release": 0, "destroy": 0}
 
 
 def test_targets_resolve_to_the_upstream_objects(planned):
@@ -114,20 +115,33 @@ def test_security_impact_shows_the_rbac_losses(planned):
 
 # -- argocd-tls --------------------------------------------------------------------------------
 
-def test_tls_sets_min_version_keys_and_rolls_the_servers(planned):
+def test_tls_sets_min_version_keys_without_restarting_for_the_default(planned):
     cm = changes(planned)[key("ConfigMap", "argocd-cmd-params-cm")]
     assert cm.action is Action.UPDATE and cm.kind is ChangeKind.PATCH
     assert fields(cm) == {'data["server.tls.minversion"]': "1.2", 'data["reposerver.tls.minversion"]': "1.2"}
-    server = changes(planned)[key("Deployment", "argocd-server")]
-    assert fields(server) == {'spec.template.metadata.annotations["harden.dev/tls-min-version"]': "1.2"}
-    repo = changes(planned)[key("Deployment", "argocd-repo-server")]
-    assert 'spec.template.metadata.annotations["harden.dev/tls-min-version"]' in fields(repo)
+    # 1.2 is what the servers enforce without the key: no pod template is touched, nothing rolls.
+    for name in ("argocd-server", "argocd-repo-server"):
+        c = changes(planned).get(key("Deployment", name))
+        assert c is None or not any("harden.dev/tls" in f.path for f in c.fields), c
     # strict TLS is opt-in: without it, no strict keys and the controller is not restarted
     assert key("StatefulSet", "argocd-application-controller") not in changes(planned, Action.UPDATE)
+    assert {f.id: f.passed for f in planned.plan.findings if f.profile == "argocd-tls"}["rollout-when-effective"]
+
+
+def test_tls_a_changed_minimum_needs_a_rollout(tmp_path):
+    p = plan_for(tmp_path / "off", stack=None, profiles=("argocd-tls",), sets=("minVersion='1.3'",))
+    failed = {f.id: f for f in p.plan.failed_findings}
+    assert "rollout-when-effective" in failed and "rollout is off" in failed["rollout-when-effective"].message
+    p = plan_for(tmp_path / "on", stack=None, profiles=("argocd-tls",), sets=("minVersion='1.3'", "rollout=true"))
+    assert not p.plan.failed_findings
+    for name in ("argocd-server", "argocd-repo-server"):
+        assert fields(changes(p)[key("Deployment", name)])[
+            'spec.template.metadata.annotations["harden.dev/tls-min-version"]'] == "1.3"
 
 
 def test_tls_strict_and_version_parameters(tmp_path):
-    p = plan_for(tmp_path, stack=None, profiles=("argocd-tls",), sets=("strictTls=true", "minVersion='1.3'"))
+    p = plan_for(tmp_path, stack=None, profiles=("argocd-tls",),
+                 sets=("strictTls=true", "minVersion='1.3'", "rollout=true"))
     # Strict TLS makes the clients load the CA from argocd-repo-server-tls / argocd-dex-server-tls,
     # which the snapshot does not have: those needs break, and nothing else does.
     failed = [f for f in p.plan.findings if not f.passed and f.severity is Severity.ERROR]

@@ -26,7 +26,8 @@ STACK = str(REPO / "examples" / "argocd-stack.yaml")
 SNAPSHOT = str(REPO / "examples" / "snapshot-argocd")
 INSTALL = REPO / "tests" / "fixtures" / "argo-cd" / "install.yaml"
 NS = "argocd"
-PROFILES = ("argocd-tls", "argocd-repo-server-no-k8s", "argocd-network", "argocd-controller-namespaces")
+PROFILES = ("argocd-tls", "argocd-repo-server-no-k8s", "argocd-rbac-default", "argocd-network",
+            "argocd-controller-namespaces")
 
 
 def plan_for(tmp_path, *, stack: str | None = STACK, profiles: tuple[str, ...] = (), sets: tuple[str, ...] = ()):
@@ -88,7 +89,7 @@ def test_stack_plans_with_every_check_and_expectation_passing(planned):
     assert by_profile["argocd-network"] >= 15
     assert by_profile["argocd-controller-namespaces"] >= 8
     # argocd-server and argocd-repo-server are not rolled for the default TLS minimum (argocd-tls)
-    assert planned.plan.counts() == {"add": 29, "change": 5, "release": 0, "destroy": 0}
+    assert planned.plan.counts() == {"add": 29, "change": 6, "release": 0, "destroy": 0}
 
 
 def test_targets_resolve_to_the_upstream_objects(planned):

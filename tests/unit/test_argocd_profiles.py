@@ -88,8 +88,9 @@ def test_stack_plans_with_every_check_and_expectation_passing(planned):
     assert by_profile["argocd-repo-server-no-k8s"] >= 4
     assert by_profile["argocd-network"] >= 15
     assert by_profile["argocd-controller-namespaces"] >= 8
-    # argocd-server and argocd-repo-server are not rolled for the default TLS minimum (argocd-tls)
-    assert planned.plan.counts() == {"add": 29, "change": 6, "release": 0, "destroy": 0}
+    # argocd-server and argocd-repo-server are not rolled for the default TLS minimum (argocd-tls); the
+    # six shipped NetworkPolicies that admit metrics from everywhere are narrowed (argocd-network)
+    assert planned.plan.counts() == {"add": 31, "change": 11, "release": 0, "destroy": 0}
 
 
 def test_targets_resolve_to_the_upstream_objects(planned):
@@ -193,7 +194,7 @@ NETPOLS = {
     "harden-allow-applicationset-scm", "harden-allow-notifications-egress", "harden-allow-sso-egress",
     "harden-allow-to-repo-server", "harden-allow-repo-server-ingress", "harden-allow-to-redis",
     "harden-allow-redis-ingress", "harden-allow-to-dex", "harden-allow-dex-ingress", "harden-allow-server-ingress",
-    "harden-allow-applicationset-webhook",
+    "harden-allow-applicationset-webhook", "harden-allow-redis-ha", "harden-allow-redis-ha-ingress",
 } | {f"harden-allow-metrics-{c}" for c in ("application-controller", "applicationset-controller", "dex-server",
                                             "notifications-controller", "repo-server", "server")}
 
@@ -203,9 +204,8 @@ def test_network_creates_the_policies_and_narrows_the_shipped_server_policy(plan
     assert created == NETPOLS
     shipped = changes(planned)[key("NetworkPolicy", "argocd-server-network-policy")]
     assert shipped.kind is ChangeKind.PATCH and shipped.action is Action.UPDATE
-    assert shipped.body["spec"]["ingress"] == [
-        {"from": [], "ports": [{"protocol": "TCP", "port": 8080}]},
-        {"from": [{"namespaceSelector": {}}], "ports": [{"protocol": "TCP", "port": 8083}]}]
+    # 8080 from serverIngressFrom; metrics (8083) are harden-allow-metrics-server's, from metricsNamespace
+    assert shipped.body["spec"]["ingress"] == [{"from": [], "ports": [{"protocol": "TCP", "port": 8080}]}]
     # release puts Argo CD's allow-all back
     assert shipped.restore.body["spec"]["ingress"] == [{}]
 
@@ -403,3 +403,79 @@ def test_check_no_projected_token_volume():
     ok, msg = fn([_deployment("argocd-repo-server")], w)
     assert not ok and "runs as service account default" in msg
     assert not fn([], w)[0]
+
+
+# -- argocd-network: what the shipped policies and the switches really close ---------------------
+
+SHIPPED_METRICS = {"application-controller": "8082", "applicationset-controller": "8080", "dex-server": "5558",
+                   "notifications-controller": "9001", "repo-server": "8084", "server": "8083"}
+
+
+def test_network_metrics_only_from_the_metrics_namespace(planned):
+    objs = after_state(planned)
+    for component, port in SHIPPED_METRICS.items():
+        assert flow(objs, "monitoring/", pod(component), port), component
+        assert not flow(objs, "default/app=anything", pod(component), port), component
+        # before: upstream's shipped policies admitted every namespace
+        assert flow(planned.live.all(), "default/app=anything", pod(component), port), component
+
+
+def test_network_closed_switches_close_the_shipped_policies_too(tmp_path):
+    p = plan_for(tmp_path, stack=None, profiles=("argocd-network",),
+                 sets=("allowMetrics=false", "applicationSetWebhook=false"))
+    assert not [f for f in p.plan.failed_findings if f.kind != "need"]
+    assert not [n for n in p.plan.impact["needs"] if n["status"] == "broken"]
+    objs = after_state(p)
+    for component, port in SHIPPED_METRICS.items():
+        assert not flow(objs, "monitoring/", pod(component), port), component
+    assert not flow(objs, "ingress-nginx/app=ingress", pod("applicationset-controller"), "7000")
+    # the internal rules of the shipped policies stay
+    assert flow(objs, pod("server"), pod("dex-server"), "5557")
+    assert flow(objs, pod("application-controller"), pod("repo-server"), "8081")
+
+
+def test_network_server_ingress_from_an_in_cluster_peer(tmp_path):
+    peer = "serverIngressPeer={namespace: ingress-nginx, podSelector: {app.kubernetes.io/name: ingress-nginx}}"
+    p = plan_for(tmp_path, stack=None, profiles=("argocd-network",), sets=(peer, "serverIngressFrom=[10.0.0.0/8]"))
+    assert not [f for f in p.plan.failed_findings if f.kind != "need"]
+    objs = after_state(p)
+    assert flow(objs, "ingress-nginx/app.kubernetes.io/name=ingress-nginx", pod("server"), "8080")
+    assert flow(objs, "10.1.2.3", pod("server"), "8080")
+    assert not flow(objs, "ingress-nginx/app.kubernetes.io/name=other", pod("server"), "8080")
+    assert not flow(objs, "default/app=anything", pod("server"), "8080")
+    assert not flow(objs, "192.0.2.1", pod("server"), "8080")
+
+
+def ha_snapshot(tmp_path) -> str:
+    """The example snapshot turned into Argo CD's HA layout: tests/fixtures/layouts/argo-cd-ha.yaml's
+    objects replace those of the same kind and name, and argocd-redis (Deployment, ServiceAccount,
+    Role, RoleBinding, Service; not the password Secret) is gone, as in manifests/ha/install.yaml."""
+    ha = [d for d in yaml.safe_load_all((REPO / "tests/fixtures/layouts/argo-cd-ha.yaml").read_text()) if d]
+    for d in ha:
+        d["metadata"]["namespace"] = NS
+    replaced = {(d["kind"], d["metadata"]["name"]) for d in ha}
+    docs = [d for f in sorted(Path(SNAPSHOT).glob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d]
+    docs = [d for d in docs if (d["kind"], d["metadata"]["name"]) not in replaced
+            and (d["metadata"]["name"] != "argocd-redis" or d["kind"] == "Secret")]
+    out = tmp_path / "snapshot-ha"
+    out.mkdir()
+    (out / "install.yaml").write_text(yaml.safe_dump_all(docs + ha))
+    return str(out)
+
+
+def test_network_on_the_ha_layout_keeps_redis_ha_working(tmp_path):
+    p = build_plan(Request(profiles=("argocd-network",), stack_file=None, sets=(), snapshot=ha_snapshot(tmp_path),
+                           state_dir=str(tmp_path / "state")))
+    components = {c["name"] for c in p.plan.impact["installs"][0]["components"]}
+    assert {"redis-ha", "redis-ha-haproxy"} <= components and "redis" not in components
+    broken = [f"{n['component']}/{n['need']}" for n in p.plan.impact["needs"] if n["status"] == "broken"]
+    assert not broken, broken
+    objs = after_state(p)
+    haproxy, redis_ha = f"{NS}/app.kubernetes.io/name=argocd-redis-ha-haproxy", f"{NS}/app.kubernetes.io/name=argocd-redis-ha"
+    for client in ("server", "application-controller", "repo-server"):
+        assert flow(objs, pod(client), haproxy, "6379"), client
+        assert not flow(objs, pod(client), redis_ha, "6379"), client   # only through the proxy
+    for port in ("6379", "26379"):
+        assert flow(objs, haproxy, redis_ha, port) and flow(objs, redis_ha, redis_ha, port)
+    assert not flow(objs, pod("dex-server"), haproxy, "6379")
+    assert flow(objs, haproxy, "10.96.0.1", "443")                      # its secret-init reads argocd-redis

@@ -276,3 +276,15 @@ def config_map_value_in(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
     if value in allowed:
         return True, f"ConfigMap {ns}/{name}: {key} is {value or 'empty'!r}"
     return False, f"ConfigMap {ns}/{name}: {key} is {value!r}, wider than {' or '.join(repr(a) for a in allowed)}"
+
+
+@check("selfManagementKept")
+def self_management_kept(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
+    """Write access limited to chosen namespaces also cuts off an Application that deploys Argo CD
+    itself (into its own namespace, with its CRDs): either the profile keeps that write, or the plan
+    says such an Application stops."""
+    ns = w["namespace"]
+    if w.get("selfManaged") is True or str(w.get("selfManaged")).lower() == "true":
+        return True, f"the controller keeps write in {ns} and on Argo CD's CRDs: Argo CD can manage itself"
+    return False, (f"an Application that manages Argo CD itself (namespace {ns}, its CRDs) would stop syncing "
+                   "(Forbidden); set selfManaged: true if Argo CD manages itself")

@@ -75,7 +75,10 @@ def test_stack_plans_with_every_check_and_expectation_passing(planned):
     findings = [f for f in planned.plan.findings if f.kind != "need"]
     assert {f.profile for f in findings} == set(PROFILES)
     failed = [f"{f.profile}/{f.id}: {f.message}" for f in findings if not f.passed]
-    assert not failed, failed
+    # the one warning: the example does not let Argo CD manage itself, and the plan says what that stops
+    assert failed == ["argocd-controller-namespaces/self-management: an Application that manages Argo CD itself "
+                      "(namespace argocd, its CRDs) would stop syncing (Forbidden); set selfManaged: true if Argo CD "
+                      "manages itself"], failed
     # No component need is broken; those unmet in the snapshot already (the Redis password Secret
     # the redis-secret-init Job creates at run time) are reported, not blamed on the plan.
     needs = planned.plan.impact["needs"]
@@ -90,7 +93,7 @@ def test_stack_plans_with_every_check_and_expectation_passing(planned):
     assert by_profile["argocd-controller-namespaces"] >= 8
     # argocd-server and argocd-repo-server are not rolled for the default TLS minimum (argocd-tls); the
     # six shipped NetworkPolicies that admit metrics from everywhere are narrowed (argocd-network)
-    assert planned.plan.counts() == {"add": 31, "change": 11, "release": 0, "destroy": 0}
+    assert planned.plan.counts() == {"add": 33, "change": 11, "release": 0, "destroy": 0}
 
 
 def test_targets_resolve_to_the_upstream_objects(planned):
@@ -310,7 +313,9 @@ def test_controller_namespaces_without_server_restriction(tmp_path):
     assert key("ClusterRole", "argocd-server", "") not in changes(p, Action.UPDATE)
     created = {(k.kind, k.namespace, k.name) for k in changes(p, Action.CREATE)}
     assert created == {("Role", "apps", "harden-argocd-application-controller"),
-                       ("RoleBinding", "apps", "harden-argocd-application-controller")}
+                       ("RoleBinding", "apps", "harden-argocd-application-controller"),
+                       ("Role", NS, "harden-argocd-controller-shard-cm"),
+                       ("RoleBinding", NS, "harden-argocd-controller-shard-cm")}
 
 
 def test_controller_namespaces_needs_namespaces(tmp_path):
@@ -479,3 +484,40 @@ def test_network_on_the_ha_layout_keeps_redis_ha_working(tmp_path):
         assert flow(objs, haproxy, redis_ha, port) and flow(objs, redis_ha, redis_ha, port)
     assert not flow(objs, pod("dex-server"), haproxy, "6379")
     assert flow(objs, haproxy, "10.96.0.1", "443")                      # its secret-init reads argocd-redis
+
+
+# -- argocd-controller-namespaces: Argo CD's own namespace --------------------------------------
+
+CONTROLLER = "system:serviceaccount:argocd:argocd-application-controller"
+
+
+def test_controller_keeps_its_shard_config_map(planned):
+    objs = after_state(planned)
+    shard = "argocd-app-controller-shard-cm"
+    assert rbac.check(objs, CONTROLLER, "create", "configmaps", NS).allowed
+    assert rbac.check(objs, CONTROLLER, "update", "configmaps", NS, shard).allowed
+    assert not rbac.check(objs, CONTROLLER, "update", "configmaps", NS, "argocd-cm").allowed
+    # without the shard Role the restricted ClusterRole would have cut it (upstream's Role only reads)
+    without = [o for o in objs if o["metadata"].get("name") != "harden-argocd-controller-shard-cm"]
+    assert not rbac.check(without, CONTROLLER, "update", "configmaps", NS, shard).allowed
+
+
+def test_controller_self_managed_keeps_argo_cd_syncable(tmp_path):
+    p = plan_for(tmp_path, stack=None, profiles=("argocd-controller-namespaces",),
+                 sets=("namespaces=[apps]", "selfManaged=true"))
+    assert not [f for f in p.plan.failed_findings if f.kind != "need"]
+    assert not [n for n in p.plan.impact["needs"] if n["status"] == "broken"]
+    objs = after_state(p)
+    assert rbac.check(objs, CONTROLLER, "patch", "deployments.apps", NS).allowed
+    assert rbac.check(objs, CONTROLLER, "update", "customresourcedefinitions.apiextensions.k8s.io", None,
+                      "applications.argoproj.io").allowed
+    assert not rbac.check(objs, CONTROLLER, "update", "customresourcedefinitions.apiextensions.k8s.io", None,
+                          "certificates.cert-manager.io").allowed
+    assert not rbac.check(objs, CONTROLLER, "patch", "deployments.apps", "kube-system").allowed
+
+
+def test_controller_not_self_managed_says_what_stops(planned):
+    objs = after_state(planned)
+    assert not rbac.check(objs, CONTROLLER, "patch", "deployments.apps", NS).allowed
+    finding = {f.id: f for f in planned.plan.findings if f.profile == "argocd-controller-namespaces"}["self-management"]
+    assert not finding.passed and finding.severity is Severity.WARNING and "would stop syncing" in finding.message

@@ -281,10 +281,17 @@ def config_map_value_in(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
 @check("selfManagementKept")
 def self_management_kept(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
     """Write access limited to chosen namespaces also cuts off an Application that deploys Argo CD
-    itself (into its own namespace, with its CRDs): either the profile keeps that write, or the plan
-    says such an Application stops."""
+    itself (into its own namespace, with its CRDs): either the profile keeps that write, or no
+    Application deploys there, or the plan says that Application stops."""
     ns = w["namespace"]
     if w.get("selfManaged") is True or str(w.get("selfManaged")).lower() == "true":
         return True, f"the controller keeps write in {ns} and on Argo CD's CRDs: Argo CD can manage itself"
-    return False, (f"an Application that manages Argo CD itself (namespace {ns}, its CRDs) would stop syncing "
-                   "(Forbidden); set selfManaged: true if Argo CD manages itself")
+    # spec.destination.namespace of argoproj/argo-cd pkg/apis/application/v1alpha1 types.go (ApplicationDestination)
+    own = sorted(f"{o['metadata'].get('namespace', '')}/{o['metadata']['name']}" for o in objs
+                 if o.get("kind") == "Application" and o.get("apiVersion", "").startswith("argoproj.io/")
+                 and ((o.get("spec") or {}).get("destination") or {}).get("namespace") == ns)
+    if own:
+        return False, (f"Application {', '.join(own)} deploys into Argo CD's namespace {ns} and would stop syncing "
+                       "(Forbidden); set selfManaged: true if Argo CD manages itself")
+    return True, (f"no Application deploys into {ns}; one that managed Argo CD itself (its namespace, its CRDs) "
+                  "would stop syncing unless selfManaged is set")

@@ -75,10 +75,7 @@ def test_stack_plans_with_every_check_and_expectation_passing(planned):
     findings = [f for f in planned.plan.findings if f.kind != "need"]
     assert {f.profile for f in findings} == set(PROFILES)
     failed = [f"{f.profile}/{f.id}: {f.message}" for f in findings if not f.passed]
-    # the one warning: the example does not let Argo CD manage itself, and the plan says what that stops
-    assert failed == ["argocd-controller-namespaces/self-management: an Application that manages Argo CD itself "
-                      "(namespace argocd, its CRDs) would stop syncing (Forbidden); set selfManaged: true if Argo CD "
-                      "manages itself"], failed
+    assert not failed, failed
     # No component need is broken; those unmet in the snapshot already (the Redis password Secret
     # the redis-secret-init Job creates at run time) are reported, not blamed on the plan.
     needs = planned.plan.impact["needs"]
@@ -516,8 +513,22 @@ def test_controller_self_managed_keeps_argo_cd_syncable(tmp_path):
     assert not rbac.check(objs, CONTROLLER, "patch", "deployments.apps", "kube-system").allowed
 
 
-def test_controller_not_self_managed_says_what_stops(planned):
-    objs = after_state(planned)
-    assert not rbac.check(objs, CONTROLLER, "patch", "deployments.apps", NS).allowed
-    finding = {f.id: f for f in planned.plan.findings if f.profile == "argocd-controller-namespaces"}["self-management"]
-    assert not finding.passed and finding.severity is Severity.WARNING and "would stop syncing" in finding.message
+def test_controller_not_self_managed_says_what_stops(tmp_path):
+    # Argo CD's own Application (an app of apps deploying Argo CD into argocd) in the snapshot
+    docs = [d for f in sorted(Path(SNAPSHOT).glob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d]
+    docs.append({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": {"name": "argocd", "namespace": NS},
+                 "spec": {"project": "default", "destination": {"server": "https://kubernetes.default.svc", "namespace": NS},
+                          "source": {"repoURL": "https://github.com/argoproj/argo-cd", "path": "manifests"}}})
+    snap = tmp_path / "snapshot"
+    snap.mkdir()
+    (snap / "install.yaml").write_text(yaml.safe_dump_all(docs))
+    p = build_plan(Request(profiles=("argocd-controller-namespaces",), stack_file=None, sets=("namespaces=[apps]",),
+                           snapshot=str(snap), state_dir=str(tmp_path / "state")))
+    assert not rbac.check(after_state(p), CONTROLLER, "patch", "deployments.apps", NS).allowed
+    finding = {f.id: f for f in p.plan.findings if f.profile == "argocd-controller-namespaces"}["self-management"]
+    assert not finding.passed and finding.severity is Severity.WARNING
+    assert "Application argocd/argocd deploys into Argo CD's namespace argocd" in finding.message
+    # without such an Application the check passes and still names the consequence
+    p = plan_for(tmp_path / "none", stack=None, profiles=("argocd-controller-namespaces",), sets=("namespaces=[apps]",))
+    finding = {f.id: f for f in p.plan.findings if f.profile == "argocd-controller-namespaces"}["self-management"]
+    assert finding.passed and "would stop syncing unless selfManaged" in finding.message

@@ -532,3 +532,16 @@ def test_controller_not_self_managed_says_what_stops(tmp_path):
     p = plan_for(tmp_path / "none", stack=None, profiles=("argocd-controller-namespaces",), sets=("namespaces=[apps]",))
     finding = {f.id: f for f in p.plan.findings if f.profile == "argocd-controller-namespaces"}["self-management"]
     assert finding.passed and "would stop syncing unless selfManaged" in finding.message
+
+
+def test_the_example_stack_on_the_ha_layout(tmp_path):
+    p = build_plan(Request(profiles=(), stack_file=STACK, sets=(), snapshot=ha_snapshot(tmp_path),
+                           state_dir=str(tmp_path / "state")))
+    failed = [f"{f.profile}/{f.id}: {f.message}" for f in p.plan.failed_findings if f.kind != "need"]
+    assert not failed, failed
+    broken = [f"{n['component']}/{n['need']}" for n in p.plan.impact["needs"] if n["status"] == "broken"]
+    assert not broken, broken
+    # two-replica server and repo-server: nothing rolls for the default TLS minimum there either
+    for name in ("argocd-server", "argocd-repo-server"):
+        c = changes(p).get(key("Deployment", name))
+        assert c is None or not any("harden.dev/tls" in f.path for f in c.fields), name

@@ -273,3 +273,82 @@ def no_projected_token_volume(objs: list[Obj], w: dict[str, Any]) -> tuple[bool,
         return False, "; ".join(problems)
     return True, (f"{', '.join(o['metadata']['name'] for o in workloads)} mounts no projected token"
                   + (f" and runs as {w['serviceAccount']}" if w.get("serviceAccount") else ""))
+
+
+def _config_map_data(objs: list[Obj], ns: str, name: str) -> dict[str, Any] | None:
+    """The data of ConfigMap ns/name, or None when there is no such ConfigMap."""
+    for o in objs:
+        if o.get("kind") == "ConfigMap" and o["metadata"].get("namespace") == ns and o["metadata"].get("name") == name:
+            return o.get("data") or {}
+    return None
+
+
+@check("rolloutCoversChange")
+def rollout_covers_change(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
+    """A setting the pods read only at start either keeps the component's default (nothing to restart
+    for) or comes with a rollout; otherwise the pods keep the default until something restarts them."""
+    value, default = str(w["value"]).strip(), str(w["default"]).strip()
+    if value == default:
+        return True, f"{value} is the default the pods already use; no restart needed"
+    if w.get("rollout") is True or str(w.get("rollout")).lower() == "true":
+        return True, f"{value} differs from the default {default}; the pods are rolled to read it"
+    return False, (f"{value} differs from the default {default}, but rollout is off: the running pods keep "
+                   f"{default} until they restart (set rollout: true)")
+
+
+@check("loginRemains")
+def login_remains(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
+    """Someone can still log in to Argo CD without the admin account: SSO (`dex.config` or
+    `oidc.config`) is configured, or a local account other than admin has the `login` capability
+    and is not disabled. Keys as argoproj/argo-cd util/settings/settings.go (settingDexConfigKey,
+    settingsOIDCConfigKey) and util/settings/accounts.go (parseAccounts: `accounts.NAME` holds the
+    capabilities, `accounts.NAME.enabled` may switch the account off) read them."""
+    ns, name = w["namespace"], w["configMap"]
+    data = _config_map_data(objs, ns, name)
+    if data is None:
+        return False, f"ConfigMap {ns}/{name} not found; cannot verify that anyone can log in"
+    ways = [k for k in ("dex.config", "oidc.config") if str(data.get(k) or "").strip()]
+    for key, value in data.items():
+        parts = key.split(".")
+        if len(parts) != 2 or parts[0] != "accounts" or parts[1] == "admin":
+            continue
+        caps = {c.strip() for c in str(value).split(",")}
+        if "login" in caps and str(data.get(f"{key}.enabled", "true")).strip().lower() != "false":
+            ways.append(key)
+    if ways:
+        return True, f"ConfigMap {ns}/{name}: login remains through {', '.join(sorted(ways))}"
+    return False, (f"ConfigMap {ns}/{name} configures no SSO (dex.config, oidc.config) and no enabled local "
+                   "account with login: with admin disabled nobody could log in")
+
+
+@check("configMapValueIn")
+def config_map_value_in(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
+    """A ConfigMap key holds one of the allowed values (an absent key counts as empty)."""
+    ns, name, key = w["namespace"], w["configMap"], w["key"]
+    data = _config_map_data(objs, ns, name)
+    if data is None:
+        return False, f"ConfigMap {ns}/{name} not found; cannot verify {key}"
+    value = str(data.get(key) or "").strip()
+    allowed = [str(a) for a in w.get("allowed") or []]
+    if value in allowed:
+        return True, f"ConfigMap {ns}/{name}: {key} is {value or 'empty'!r}"
+    return False, f"ConfigMap {ns}/{name}: {key} is {value!r}, wider than {' or '.join(repr(a) for a in allowed)}"
+
+
+@check("selfManagementKept")
+def self_management_kept(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
+    """Write access limited to chosen namespaces also cuts off an Application that deploys Argo CD
+    itself (into its own namespace, with its CRDs): either the profile keeps that write, or no
+    Application deploys there, or the plan says that Application stops."""
+    ns = w["namespace"]
+    if w.get("selfManaged") is True or str(w.get("selfManaged")).lower() == "true":
+        return True, f"the controller keeps write in {ns} and on Argo CD's CRDs: Argo CD can manage itself"
+    # spec.destination.namespace of argoproj/argo-cd pkg/apis/application/v1alpha1 types.go (ApplicationDestination)
+    own = sorted(f"{o['metadata'].get('namespace', '')}/{o['metadata']['name']}" for o in objs
+                 if o.get("kind") == "Application" and o.get("apiVersion", "").startswith("argoproj.io/")
+                 and ((o.get("spec") or {}).get("destination") or {}).get("namespace") == ns)
+    if own:
+        return False, (f"Application {', '.join(own)} deploys into Argo CD's namespace {ns} and would stop syncing "
+                       "(Forbidden); set selfManaged: true if Argo CD manages itself")
+    return True, (f"no Application deploys into {ns}; one that managed Argo CD itself (its namespace, its CRDs) "
+                  "would stop syncing unless selfManaged is set")

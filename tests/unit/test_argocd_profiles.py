@@ -26,7 +26,8 @@ STACK = str(REPO / "examples" / "argocd-stack.yaml")
 SNAPSHOT = str(REPO / "examples" / "snapshot-argocd")
 INSTALL = REPO / "tests" / "fixtures" / "argo-cd" / "install.yaml"
 NS = "argocd"
-PROFILES = ("argocd-tls", "argocd-repo-server-no-k8s", "argocd-network", "argocd-controller-namespaces")
+PROFILES = ("argocd-tls", "argocd-repo-server-no-k8s", "argocd-rbac-default", "argocd-network",
+            "argocd-controller-namespaces")
 
 
 def plan_for(tmp_path, *, stack: str | None = STACK, profiles: tuple[str, ...] = (), sets: tuple[str, ...] = ()):
@@ -88,7 +89,9 @@ def test_stack_plans_with_every_check_and_expectation_passing(planned):
     assert by_profile["argocd-repo-server-no-k8s"] >= 4
     assert by_profile["argocd-network"] >= 15
     assert by_profile["argocd-controller-namespaces"] >= 8
-    assert planned.plan.counts() == {"add": 29, "change": 7, "release": 0, "destroy": 0}
+    # argocd-server and argocd-repo-server are not rolled for the default TLS minimum (argocd-tls); the
+    # six shipped NetworkPolicies that admit metrics from everywhere are narrowed (argocd-network)
+    assert planned.plan.counts() == {"add": 33, "change": 11, "release": 0, "destroy": 0}
 
 
 def test_targets_resolve_to_the_upstream_objects(planned):
@@ -115,20 +118,33 @@ def test_security_impact_shows_the_rbac_losses(planned):
 
 # -- argocd-tls --------------------------------------------------------------------------------
 
-def test_tls_sets_min_version_keys_and_rolls_the_servers(planned):
+def test_tls_sets_min_version_keys_without_restarting_for_the_default(planned):
     cm = changes(planned)[key("ConfigMap", "argocd-cmd-params-cm")]
     assert cm.action is Action.UPDATE and cm.kind is ChangeKind.PATCH
     assert fields(cm) == {'data["server.tls.minversion"]': "1.2", 'data["reposerver.tls.minversion"]': "1.2"}
-    server = changes(planned)[key("Deployment", "argocd-server")]
-    assert fields(server) == {'spec.template.metadata.annotations["harden.dev/tls-min-version"]': "1.2"}
-    repo = changes(planned)[key("Deployment", "argocd-repo-server")]
-    assert 'spec.template.metadata.annotations["harden.dev/tls-min-version"]' in fields(repo)
+    # 1.2 is what the servers enforce without the key: no pod template is touched, nothing rolls.
+    for name in ("argocd-server", "argocd-repo-server"):
+        c = changes(planned).get(key("Deployment", name))
+        assert c is None or not any("harden.dev/tls" in f.path for f in c.fields), c
     # strict TLS is opt-in: without it, no strict keys and the controller is not restarted
     assert key("StatefulSet", "argocd-application-controller") not in changes(planned, Action.UPDATE)
+    assert {f.id: f.passed for f in planned.plan.findings if f.profile == "argocd-tls"}["rollout-when-effective"]
+
+
+def test_tls_a_changed_minimum_needs_a_rollout(tmp_path):
+    p = plan_for(tmp_path / "off", stack=None, profiles=("argocd-tls",), sets=("minVersion='1.3'",))
+    failed = {f.id: f for f in p.plan.failed_findings}
+    assert "rollout-when-effective" in failed and "rollout is off" in failed["rollout-when-effective"].message
+    p = plan_for(tmp_path / "on", stack=None, profiles=("argocd-tls",), sets=("minVersion='1.3'", "rollout=true"))
+    assert not p.plan.failed_findings
+    for name in ("argocd-server", "argocd-repo-server"):
+        assert fields(changes(p)[key("Deployment", name)])[
+            'spec.template.metadata.annotations["harden.dev/tls-min-version"]'] == "1.3"
 
 
 def test_tls_strict_and_version_parameters(tmp_path):
-    p = plan_for(tmp_path, stack=None, profiles=("argocd-tls",), sets=("strictTls=true", "minVersion='1.3'"))
+    p = plan_for(tmp_path, stack=None, profiles=("argocd-tls",),
+                 sets=("strictTls=true", "minVersion='1.3'", "rollout=true"))
     # Strict TLS makes the clients load the CA from argocd-repo-server-tls / argocd-dex-server-tls,
     # which the snapshot does not have: those needs break, and nothing else does.
     failed = [f for f in p.plan.findings if not f.passed and f.severity is Severity.ERROR]
@@ -179,7 +195,7 @@ NETPOLS = {
     "harden-allow-applicationset-scm", "harden-allow-notifications-egress", "harden-allow-sso-egress",
     "harden-allow-to-repo-server", "harden-allow-repo-server-ingress", "harden-allow-to-redis",
     "harden-allow-redis-ingress", "harden-allow-to-dex", "harden-allow-dex-ingress", "harden-allow-server-ingress",
-    "harden-allow-applicationset-webhook",
+    "harden-allow-applicationset-webhook", "harden-allow-redis-ha", "harden-allow-redis-ha-ingress",
 } | {f"harden-allow-metrics-{c}" for c in ("application-controller", "applicationset-controller", "dex-server",
                                             "notifications-controller", "repo-server", "server")}
 
@@ -189,9 +205,8 @@ def test_network_creates_the_policies_and_narrows_the_shipped_server_policy(plan
     assert created == NETPOLS
     shipped = changes(planned)[key("NetworkPolicy", "argocd-server-network-policy")]
     assert shipped.kind is ChangeKind.PATCH and shipped.action is Action.UPDATE
-    assert shipped.body["spec"]["ingress"] == [
-        {"from": [], "ports": [{"protocol": "TCP", "port": 8080}]},
-        {"from": [{"namespaceSelector": {}}], "ports": [{"protocol": "TCP", "port": 8083}]}]
+    # 8080 from serverIngressFrom; metrics (8083) are harden-allow-metrics-server's, from metricsNamespace
+    assert shipped.body["spec"]["ingress"] == [{"from": [], "ports": [{"protocol": "TCP", "port": 8080}]}]
     # release puts Argo CD's allow-all back
     assert shipped.restore.body["spec"]["ingress"] == [{}]
 
@@ -296,7 +311,9 @@ def test_controller_namespaces_without_server_restriction(tmp_path):
     assert key("ClusterRole", "argocd-server", "") not in changes(p, Action.UPDATE)
     created = {(k.kind, k.namespace, k.name) for k in changes(p, Action.CREATE)}
     assert created == {("Role", "apps", "harden-argocd-application-controller"),
-                       ("RoleBinding", "apps", "harden-argocd-application-controller")}
+                       ("RoleBinding", "apps", "harden-argocd-application-controller"),
+                       ("Role", NS, "harden-argocd-controller-shard-cm"),
+                       ("RoleBinding", NS, "harden-argocd-controller-shard-cm")}
 
 
 def test_controller_namespaces_needs_namespaces(tmp_path):
@@ -389,3 +406,143 @@ def test_check_no_projected_token_volume():
     ok, msg = fn([_deployment("argocd-repo-server")], w)
     assert not ok and "runs as service account default" in msg
     assert not fn([], w)[0]
+
+
+# -- argocd-network: what the shipped policies and the switches really close ---------------------
+
+SHIPPED_METRICS = {"application-controller": "8082", "applicationset-controller": "8080", "dex-server": "5558",
+                   "notifications-controller": "9001", "repo-server": "8084", "server": "8083"}
+
+
+def test_network_metrics_only_from_the_metrics_namespace(planned):
+    objs = after_state(planned)
+    for component, port in SHIPPED_METRICS.items():
+        assert flow(objs, "monitoring/", pod(component), port), component
+        assert not flow(objs, "default/app=anything", pod(component), port), component
+        # before: upstream's shipped policies admitted every namespace
+        assert flow(planned.live.all(), "default/app=anything", pod(component), port), component
+
+
+def test_network_closed_switches_close_the_shipped_policies_too(tmp_path):
+    p = plan_for(tmp_path, stack=None, profiles=("argocd-network",),
+                 sets=("allowMetrics=false", "applicationSetWebhook=false"))
+    assert not [f for f in p.plan.failed_findings if f.kind != "need"]
+    assert not [n for n in p.plan.impact["needs"] if n["status"] == "broken"]
+    objs = after_state(p)
+    for component, port in SHIPPED_METRICS.items():
+        assert not flow(objs, "monitoring/", pod(component), port), component
+    assert not flow(objs, "ingress-nginx/app=ingress", pod("applicationset-controller"), "7000")
+    # the internal rules of the shipped policies stay
+    assert flow(objs, pod("server"), pod("dex-server"), "5557")
+    assert flow(objs, pod("application-controller"), pod("repo-server"), "8081")
+
+
+def test_network_server_ingress_from_an_in_cluster_peer(tmp_path):
+    peer = "serverIngressPeer={namespace: ingress-nginx, podSelector: {app.kubernetes.io/name: ingress-nginx}}"
+    p = plan_for(tmp_path, stack=None, profiles=("argocd-network",), sets=(peer, "serverIngressFrom=[10.0.0.0/8]"))
+    assert not [f for f in p.plan.failed_findings if f.kind != "need"]
+    objs = after_state(p)
+    assert flow(objs, "ingress-nginx/app.kubernetes.io/name=ingress-nginx", pod("server"), "8080")
+    assert flow(objs, "10.1.2.3", pod("server"), "8080")
+    assert not flow(objs, "ingress-nginx/app.kubernetes.io/name=other", pod("server"), "8080")
+    assert not flow(objs, "default/app=anything", pod("server"), "8080")
+    assert not flow(objs, "192.0.2.1", pod("server"), "8080")
+
+
+def ha_snapshot(tmp_path) -> str:
+    """The example snapshot turned into Argo CD's HA layout: tests/fixtures/layouts/argo-cd-ha.yaml's
+    objects replace those of the same kind and name, and argocd-redis (Deployment, ServiceAccount,
+    Role, RoleBinding, Service; not the password Secret) is gone, as in manifests/ha/install.yaml."""
+    ha = [d for d in yaml.safe_load_all((REPO / "tests/fixtures/layouts/argo-cd-ha.yaml").read_text()) if d]
+    for d in ha:
+        d["metadata"]["namespace"] = NS
+    replaced = {(d["kind"], d["metadata"]["name"]) for d in ha}
+    docs = [d for f in sorted(Path(SNAPSHOT).glob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d]
+    docs = [d for d in docs if (d["kind"], d["metadata"]["name"]) not in replaced
+            and (d["metadata"]["name"] != "argocd-redis" or d["kind"] == "Secret")]
+    out = tmp_path / "snapshot-ha"
+    out.mkdir()
+    (out / "install.yaml").write_text(yaml.safe_dump_all(docs + ha))
+    return str(out)
+
+
+def test_network_on_the_ha_layout_keeps_redis_ha_working(tmp_path):
+    p = build_plan(Request(profiles=("argocd-network",), stack_file=None, sets=(), snapshot=ha_snapshot(tmp_path),
+                           state_dir=str(tmp_path / "state")))
+    components = {c["name"] for c in p.plan.impact["installs"][0]["components"]}
+    assert {"redis-ha", "redis-ha-haproxy"} <= components and "redis" not in components
+    broken = [f"{n['component']}/{n['need']}" for n in p.plan.impact["needs"] if n["status"] == "broken"]
+    assert not broken, broken
+    objs = after_state(p)
+    haproxy, redis_ha = f"{NS}/app.kubernetes.io/name=argocd-redis-ha-haproxy", f"{NS}/app.kubernetes.io/name=argocd-redis-ha"
+    for client in ("server", "application-controller", "repo-server"):
+        assert flow(objs, pod(client), haproxy, "6379"), client
+        assert not flow(objs, pod(client), redis_ha, "6379"), client   # only through the proxy
+    for port in ("6379", "26379"):
+        assert flow(objs, haproxy, redis_ha, port) and flow(objs, redis_ha, redis_ha, port)
+    assert not flow(objs, pod("dex-server"), haproxy, "6379")
+    assert flow(objs, haproxy, "10.96.0.1", "443")                      # its secret-init reads argocd-redis
+
+
+# -- argocd-controller-namespaces: Argo CD's own namespace --------------------------------------
+
+CONTROLLER = "system:serviceaccount:argocd:argocd-application-controller"
+
+
+def test_controller_keeps_its_shard_config_map(planned):
+    objs = after_state(planned)
+    shard = "argocd-app-controller-shard-cm"
+    assert rbac.check(objs, CONTROLLER, "create", "configmaps", NS).allowed
+    assert rbac.check(objs, CONTROLLER, "update", "configmaps", NS, shard).allowed
+    assert not rbac.check(objs, CONTROLLER, "update", "configmaps", NS, "argocd-cm").allowed
+    # without the shard Role the restricted ClusterRole would have cut it (upstream's Role only reads)
+    without = [o for o in objs if o["metadata"].get("name") != "harden-argocd-controller-shard-cm"]
+    assert not rbac.check(without, CONTROLLER, "update", "configmaps", NS, shard).allowed
+
+
+def test_controller_self_managed_keeps_argo_cd_syncable(tmp_path):
+    p = plan_for(tmp_path, stack=None, profiles=("argocd-controller-namespaces",),
+                 sets=("namespaces=[apps]", "selfManaged=true"))
+    assert not [f for f in p.plan.failed_findings if f.kind != "need"]
+    assert not [n for n in p.plan.impact["needs"] if n["status"] == "broken"]
+    objs = after_state(p)
+    assert rbac.check(objs, CONTROLLER, "patch", "deployments.apps", NS).allowed
+    assert rbac.check(objs, CONTROLLER, "update", "customresourcedefinitions.apiextensions.k8s.io", None,
+                      "applications.argoproj.io").allowed
+    assert not rbac.check(objs, CONTROLLER, "update", "customresourcedefinitions.apiextensions.k8s.io", None,
+                          "certificates.cert-manager.io").allowed
+    assert not rbac.check(objs, CONTROLLER, "patch", "deployments.apps", "kube-system").allowed
+
+
+def test_controller_not_self_managed_says_what_stops(tmp_path):
+    # Argo CD's own Application (an app of apps deploying Argo CD into argocd) in the snapshot
+    docs = [d for f in sorted(Path(SNAPSHOT).glob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d]
+    docs.append({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": {"name": "argocd", "namespace": NS},
+                 "spec": {"project": "default", "destination": {"server": "https://kubernetes.default.svc", "namespace": NS},
+                          "source": {"repoURL": "https://github.com/argoproj/argo-cd", "path": "manifests"}}})
+    snap = tmp_path / "snapshot"
+    snap.mkdir()
+    (snap / "install.yaml").write_text(yaml.safe_dump_all(docs))
+    p = build_plan(Request(profiles=("argocd-controller-namespaces",), stack_file=None, sets=("namespaces=[apps]",),
+                           snapshot=str(snap), state_dir=str(tmp_path / "state")))
+    assert not rbac.check(after_state(p), CONTROLLER, "patch", "deployments.apps", NS).allowed
+    finding = {f.id: f for f in p.plan.findings if f.profile == "argocd-controller-namespaces"}["self-management"]
+    assert not finding.passed and finding.severity is Severity.WARNING
+    assert "Application argocd/argocd deploys into Argo CD's namespace argocd" in finding.message
+    # without such an Application the check passes and still names the consequence
+    p = plan_for(tmp_path / "none", stack=None, profiles=("argocd-controller-namespaces",), sets=("namespaces=[apps]",))
+    finding = {f.id: f for f in p.plan.findings if f.profile == "argocd-controller-namespaces"}["self-management"]
+    assert finding.passed and "would stop syncing unless selfManaged" in finding.message
+
+
+def test_the_example_stack_on_the_ha_layout(tmp_path):
+    p = build_plan(Request(profiles=(), stack_file=STACK, sets=(), snapshot=ha_snapshot(tmp_path),
+                           state_dir=str(tmp_path / "state")))
+    failed = [f"{f.profile}/{f.id}: {f.message}" for f in p.plan.failed_findings if f.kind != "need"]
+    assert not failed, failed
+    broken = [f"{n['component']}/{n['need']}" for n in p.plan.impact["needs"] if n["status"] == "broken"]
+    assert not broken, broken
+    # two-replica server and repo-server: nothing rolls for the default TLS minimum there either
+    for name in ("argocd-server", "argocd-repo-server"):
+        c = changes(p).get(key("Deployment", name))
+        assert c is None or not any("harden.dev/tls" in f.path for f in c.fields), name

@@ -283,7 +283,8 @@ def _config_map_data(objs: list[Obj], ns: str, name: str) -> dict[str, Any] | No
     return None
 
 
-@check("rolloutCoversChange")
+@check("rolloutCoversChange", _with({"value": {"type": ["string", "number"]}, "default": {"type": ["string", "number"]}},
+                                    {"rollout": {"type": ["boolean", "string"]}}))
 def rollout_covers_change(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
     """A setting the pods read only at start either keeps the component's default (nothing to restart
     for) or comes with a rollout; otherwise the pods keep the default until something restarts them."""
@@ -296,7 +297,7 @@ def rollout_covers_change(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str
                    f"{default} until they restart (set rollout: true)")
 
 
-@check("loginRemains")
+@check("loginRemains", _with({"namespace": _STRING, "configMap": _STRING}))
 def login_remains(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
     """Someone can still log in to Argo CD without the admin account: SSO (`dex.config` or
     `oidc.config`) is configured, or a local account other than admin has the `login` capability
@@ -321,7 +322,8 @@ def login_remains(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
                    "account with login: with admin disabled nobody could log in")
 
 
-@check("configMapValueIn")
+@check("configMapValueIn", _with({"namespace": _STRING, "configMap": _STRING, "key": _STRING},
+                                 {"allowed": {"type": "array", "items": _STRING}}))
 def config_map_value_in(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
     """A ConfigMap key holds one of the allowed values (an absent key counts as empty)."""
     ns, name, key = w["namespace"], w["configMap"], w["key"]
@@ -335,7 +337,7 @@ def config_map_value_in(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
     return False, f"ConfigMap {ns}/{name}: {key} is {value!r}, wider than {' or '.join(repr(a) for a in allowed)}"
 
 
-@check("selfManagementKept")
+@check("selfManagementKept", _with({"namespace": _STRING}, {"selfManaged": {"type": ["boolean", "string"]}}))
 def self_management_kept(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
     """Write access limited to chosen namespaces also cuts off an Application that deploys Argo CD
     itself (into its own namespace, with its CRDs): either the profile keeps that write, or no

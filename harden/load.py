@@ -160,8 +160,8 @@ def _object_problems(doc: Document, i: int, obj: dict, params: dict[str, dict]) 
     at = ("objects", i)
     kind, api_version = obj.get("kind"), obj.get("apiVersion")
     kinds = kubernetes_kinds()
-    if kind == "Secret":
-        return []  # refused on its own, with the reason
+    if kind == "Secret" and (obj.get("type") != SA_TOKEN_TYPE or {"data", "stringData"} & set(obj)):
+        return []  # refused on its own, with the reason; a token Secret is checked like any object
     if kind not in OBJECT_KINDS:
         return [Diagnostic(f"harden does not manage objects of kind {kind!r}", file=doc.file,
                            line=doc.line_of(at + ("kind",)), field=dotted(at + ("kind",)),

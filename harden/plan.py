@@ -357,8 +357,11 @@ def _patch_change(key: ResourceKey, intents: list[tuple[PatchIntent, Obj]], reco
     restore = Restore(merge_partial(identity(live), select_paths(restore.body, known_paths, keys), keys),
                       restore.manager)
     # The original rides on the object, written in the same request as the fields themselves.
-    partial = merge_partial(partial, {"metadata": {"annotations": {
-        ANNOTATION_ORIGINAL: _original_annotation(stack, profiles, known_paths, restore)}}}, keys)
+    values_change = bool(diff_fields(merge_partial(identity(live), partial, keys), live, keys) or released)
+    if values_change or ANNOTATION_ORIGINAL in ((live.get("metadata") or {}).get("annotations") or {}):
+        # Only a patch that writes values takes fields over, so only then is there an original to keep.
+        partial = merge_partial(partial, {"metadata": {"annotations": {
+            ANNOTATION_ORIGINAL: _original_annotation(stack, profiles, known_paths, restore)}}}, keys)
     body = merge_partial(identity(live), partial, keys)
     fields = diff_fields(body, live, keys) + released
     if unknown:

@@ -91,7 +91,7 @@ def test_stack_plans_with_every_check_and_expectation_passing(planned):
     assert by_profile["argocd-controller-namespaces"] >= 8
     # argocd-server and argocd-repo-server are not rolled for the default TLS minimum (argocd-tls); the
     # six shipped NetworkPolicies that admit metrics from everywhere are narrowed (argocd-network)
-    assert planned.plan.counts() == {"add": 33, "change": 11, "release": 0, "destroy": 0}
+    assert planned.plan.counts() == {"add": 33, "change": 11, "release": 0, "destroy": 0}, planned.plan.counts()
 
 
 def test_targets_resolve_to_the_upstream_objects(planned):

@@ -365,3 +365,19 @@ def test_render_time_values_are_input_errors(tmp_path, params, obj_edit, expect)
     assert code == 1 and f"tiny.yaml:{line}" in out, out
     for fragment in expect:
         assert fragment in out, (fragment, out)
+
+
+def test_token_secret_of_the_wrong_shape_is_an_input_error_not_a_crash(tmp_path):
+    # Found by the fuzz test: a token Secret skipped schema validation and its list name crashed plan.
+    profile = write(tmp_path, "p.yaml", """\
+apiVersion: harden.dev/v1alpha1
+kind: Profile
+metadata: {name: t, title: t, recommendation: [{document: x, section: y}]}
+objects:
+  - apiVersion: v1
+    kind: Secret
+    metadata: {name: [null], namespace: argo, annotations: {kubernetes.io/service-account.name: x}}
+    type: kubernetes.io/service-account-token
+""")
+    code, out = run("validate", profile, state=tmp_path / "s")
+    assert code == 1 and "p.yaml:7" in out and "metadata.name" in out and "Traceback" not in out

@@ -100,8 +100,8 @@ def test_helm_server_plans_with_no_broken_need_and_tls_left_as_found(tmp_path):
     found = findings(plan)
     assert found["not-server-auth-mode"].passed and "wf-argo-workflows-server" in found["not-server-auth-mode"].message
     assert not found["secure-on"].passed and "--secure false" in found["secure-on"].message
-    # --auth-mode=client already: harden takes the args as they are (and records their original).
-    assert server_args(plan) == args_of([d for d in yaml.safe_load_all(HELM.read_text()) if d])
+    # --auth-mode=client already and --secure left as found: nothing to write, so nothing is taken over.
+    assert server_args(plan) is None
 
 
 def test_server_auth_check_fails_on_the_release_server_when_it_runs_server_mode(tmp_path):
@@ -212,7 +212,8 @@ def test_namespace_isolation_covers_every_workflow_namespace(tmp_path):
     plan = plan_of(tmp_path, upstream(tmp_path, _workflow_namespace), ("namespace-isolation",),
                    ("workflowNamespaces=[wf1]", "workflowEgress=[{namespace: apps, podSelector: {app: api}}, 10.30.0.0/16]"))
     made = created(plan)
-    assert made["NetworkPolicy/wf1/harden-workflows-default-deny"]["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    assert made["NetworkPolicy/wf1/harden-workflows-default-deny"]["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"],
+                                                                            "ingress": [], "egress": []}
     dns = made["NetworkPolicy/wf1/harden-workflows-allow-dns"]["spec"]["egress"][0]
     assert {"protocol": "UDP", "port": 53} in dns["ports"]
     api = made["NetworkPolicy/wf1/harden-workflows-allow-kube-api"]["spec"]

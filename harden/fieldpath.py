@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Union
+from typing import Any
 
-Step = Union[str, int, tuple[str, Any]]
+Step = str | int | tuple[str, Any]
 
 _PLAIN = re.compile(r"^[A-Za-z0-9_-]+$")
 _TOKEN = re.compile(r'\.?([A-Za-z0-9_-]+)|\[(\d+)\]|\[("(?:[^"\\]|\\.)*")\]|\[([A-Za-z]+)=([^\]]*)\]')

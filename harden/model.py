@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from . import __version__
@@ -43,14 +43,14 @@ class ResourceKey:
     name: str
 
     @classmethod
-    def of(cls, obj: Obj) -> "ResourceKey":
+    def of(cls, obj: Obj) -> ResourceKey:
         api_version = obj.get("apiVersion", "")
         group = api_version.split("/")[0] if "/" in api_version else ""
         meta = obj.get("metadata") or {}
         return cls(group, obj.get("kind", ""), meta.get("namespace") or "", meta.get("name", ""))
 
     @classmethod
-    def parse(cls, text: str) -> "ResourceKey":
+    def parse(cls, text: str) -> ResourceKey:
         """Inverse of `str()`: `[group/]Kind/[namespace/]name`, e.g. `networking.k8s.io/NetworkPolicy/argo/x`."""
         parts = text.split("/")
         if len(parts) == 4:
@@ -123,7 +123,7 @@ class SourceRef:
         return {"file": self.file, "line": self.line}
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "SourceRef":
+    def from_dict(cls, d: dict | None) -> SourceRef:
         d = d or {}
         return cls(d.get("file"), d.get("line"))
 
@@ -140,7 +140,7 @@ class Restore:
         return {"body": self.body, "manager": self.manager}
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "Restore | None":
+    def from_dict(cls, d: dict | None) -> Restore | None:
         if d is None:
             return None
         return cls(d.get("body") or {}, d.get("manager") or f"{MANAGER}-release")
@@ -212,7 +212,7 @@ class Change:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Change":
+    def from_dict(cls, d: dict) -> Change:
         return cls(
             key=ResourceKey(**d["key"]),
             api_version=d["apiVersion"],
@@ -250,7 +250,7 @@ class TargetReport:
                 "optional": self.optional}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TargetReport":
+    def from_dict(cls, d: dict) -> TargetReport:
         return cls(d["profile"], d["target"], d.get("description", ""), d.get("chosen"), d.get("key"),
                    tuple(d.get("candidates", ())), bool(d.get("optional")))
 
@@ -268,7 +268,7 @@ class Detected:
         return {"profile": self.profile, "parameter": self.parameter, "value": self.value, "from": self.source}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Detected":
+    def from_dict(cls, d: dict) -> Detected:
         return cls(d["profile"], d["parameter"], d.get("value"), d.get("from", ""))
 
 
@@ -301,7 +301,7 @@ class Finding:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Finding":
+    def from_dict(cls, d: dict) -> Finding:
         return cls(profile=d["profile"], id=d["id"], passed=d["passed"], severity=Severity(d["severity"]),
                    message=d["message"], kind=d.get("kind", "check"), source=d.get("source"),
                    line=d.get("line"))
@@ -358,7 +358,7 @@ class Plan:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Plan":
+    def from_dict(cls, d: dict) -> Plan:
         return cls(
             stack=d["stack"], lineage=d.get("lineage"), serial=d["serial"],
             changes=tuple(Change.from_dict(c) for c in d["changes"]),
@@ -382,7 +382,8 @@ class Live:
         return self.objects.get(key)
 
     def of_kind(self, kind: str, namespace: str | None = None) -> list[Obj]:
-        return [o for k, o in self.objects.items() if k.kind == kind and (namespace is None or k.namespace == namespace)]
+        return [o for k, o in self.objects.items()
+                if k.kind == kind and (namespace is None or k.namespace == namespace)]
 
     def all(self) -> list[Obj]:
         return list(self.objects.values())
@@ -411,7 +412,7 @@ class Record:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Record":
+    def from_dict(cls, d: dict) -> Record:
         # State format 1 joined several profiles into one string: "a, b".
         profiles = tuple(d["profiles"]) if "profiles" in d else tuple(d["profile"].split(", "))
         return cls(d["key"], d["apiVersion"], ChangeKind(d["kind"]), profiles, d["digest"],
@@ -432,11 +433,11 @@ class State:
                 "records": {k: r.to_dict() for k, r in sorted(self.records.items())}}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "State":
+    def from_dict(cls, d: dict) -> State:
         return cls(d["stack"], d.get("lineage"), d.get("serial", 0),
                    {k: Record.from_dict(r) for k, r in d.get("records", {}).items()}, d.get("updatedAt", ""))
 
-    def with_records(self, records: dict[str, Record]) -> "State":
+    def with_records(self, records: dict[str, Record]) -> State:
         """The next serial of this state (a new lineage on first write)."""
         return replace(self, lineage=self.lineage or str(uuid.uuid4()), serial=self.serial + 1,
-                       records=dict(records), updated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                       records=dict(records), updated_at=datetime.now(UTC).isoformat(timespec="seconds"))

@@ -16,7 +16,8 @@ mutated, and a large plan does not pay for copying every object it compares.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .model import Obj
 
@@ -64,7 +65,7 @@ def drop_empty(value: Any) -> Any:
         return value if out is None else out
     if isinstance(value, list):
         items = [drop_empty(v) for v in value]
-        return value if all(a is b for a, b in zip(items, value)) else items
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
     return value
 
 
@@ -118,6 +119,7 @@ def _binding(obj: Obj) -> Obj:
     subjects = obj.get("subjects")
     if not subjects or all("apiGroup" in s for s in subjects):
         return obj
-    return {**obj, "subjects": [s if "apiGroup" in s else
-                                {**s, "apiGroup": "" if s.get("kind") == "ServiceAccount" else "rbac.authorization.k8s.io"}
-                                for s in subjects]}
+    def group(s: dict[str, Any]) -> str:
+        return "" if s.get("kind") == "ServiceAccount" else "rbac.authorization.k8s.io"
+
+    return {**obj, "subjects": [s if "apiGroup" in s else {**s, "apiGroup": group(s)} for s in subjects]}

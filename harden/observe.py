@@ -9,9 +9,10 @@ redacted here, at the edge, so nothing downstream can leak them.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Iterable, Protocol
+from typing import Protocol
 
 from .errors import Forbidden, InputError
 from .mergekeys import BUILTIN, MergeKeys, from_openapi, openapi_paths
@@ -107,10 +108,12 @@ class SnapshotSource:
         objs: list[Obj] = []
         for f in files:
             for doc in load_file(f):
-                items = doc.data.get("items", []) if isinstance(doc.data, dict) and doc.data.get("kind", "").endswith("List") else [doc.data]
+                is_list = isinstance(doc.data, dict) and doc.data.get("kind", "").endswith("List")
+                items = doc.data.get("items", []) if is_list else [doc.data]
                 for obj in items:
                     if not isinstance(obj, dict) or "kind" not in obj or "metadata" not in obj:
-                        raise InputError("not a Kubernetes object (no kind or metadata)", file=str(f), line=doc.start_line,
+                        raise InputError("not a Kubernetes object (no kind or metadata)", file=str(f),
+                                         line=doc.start_line,
                                          hint="a snapshot holds manifests or `kubectl get -o yaml` output")
                     if obj["kind"] not in CLUSTER_SCOPED:
                         obj["metadata"].setdefault("namespace", self.default_namespace)

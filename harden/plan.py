@@ -17,20 +17,41 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
 from . import __version__
 from .diff import diff_fields
 from .errors import Diagnostic, Diagnostics
+from .load import Selected
 from .merge import merge_partial, restore_shape, select_paths
 from .mergekeys import BUILTIN, MergeKeys
-from .model import (ANNOTATION_ORIGINAL, LABEL_MANAGED_BY, LABEL_PROFILE, LABEL_STACK, MANAGER, Action, Change, ChangeKind, Detected,
-                    FieldChange, Live, Obj, Phase, Plan, Record, ResourceKey, Restore, SourceRef, State, TargetReport,
-                    field_manager)
-from .load import Selected
+from .model import (
+    ANNOTATION_ORIGINAL,
+    LABEL_MANAGED_BY,
+    LABEL_PROFILE,
+    LABEL_STACK,
+    MANAGER,
+    Action,
+    Change,
+    ChangeKind,
+    Detected,
+    FieldChange,
+    Live,
+    Obj,
+    Phase,
+    Plan,
+    Record,
+    ResourceKey,
+    Restore,
+    SourceRef,
+    State,
+    TargetReport,
+    field_manager,
+)
 from .ownership import conflicts, dropped_fields, owned_by
 from .render import Candidate, PatchIntent, Rendered, Target, identity, materialize
 

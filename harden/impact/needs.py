@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import yaml
 
@@ -61,7 +62,7 @@ class NeedResult:
                 "brokenBy": list(self.broken_by)}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "NeedResult":
+    def from_dict(cls, d: Mapping[str, Any]) -> NeedResult:
         return cls(d["install"], d["component"], d["need"], d["kind"], NeedStatus(d["status"]), d["message"],
                    d.get("why", ""), d.get("source", ""), tuple(d.get("brokenBy", ())))
 
@@ -183,7 +184,7 @@ def _flag_values(args: Sequence[str], name: str) -> list[str]:
 
 
 # Conditions a need may carry (`when:`), each read from the state being evaluated.
-def _condition(when: str | None, install: Install, state: _State, subject: "_Subject | None" = None) -> bool | None:
+def _condition(when: str | None, install: Install, state: _State, subject: _Subject | None = None) -> bool | None:
     if not when:
         return True
     spec_defaults = _workflow_defaults(state, install).get("spec") or {}
@@ -219,7 +220,7 @@ _PARAM_PREFIX = {"application-controller": "controller", "server": "server",
                  "applicationset-controller": "applicationsetcontroller"}
 
 
-def _strict_tls(when: str, install: Install, state: _State, subject: "_Subject | None") -> bool:
+def _strict_tls(when: str, install: Install, state: _State, subject: _Subject | None) -> bool:
     comp = subject.component if subject else None
     if comp is None:
         return False
@@ -229,7 +230,7 @@ def _strict_tls(when: str, install: Install, state: _State, subject: "_Subject |
         return True
     params = state.by_key.get(ResourceKey("", "ConfigMap", install.namespace, "argocd-cmd-params-cm")) or {}
     prefix = _PARAM_PREFIX.get(comp.name)
-    return bool(prefix) and str(((params.get("data") or {}).get(f"{prefix}.{key}") or "")).lower() == "true"
+    return bool(prefix) and str((params.get("data") or {}).get(f"{prefix}.{key}") or "").lower() == "true"
 
 
 def _managed_namespace(install: Install, subject: _Subject, before: _State) -> str | None:
@@ -308,7 +309,8 @@ def _holds(need: Mapping[str, Any], install: Install, subject: _Subject, state: 
             _managed_namespace(install, subject, before) if scope == "managed" else subject.namespace)
         decision = rbac.check(state.rbac, subject.subject, p["verb"], p["resource"], ns, p.get("resourceName"))
         where = f" in {ns}" if ns else " cluster-wide"
-        return decision.allowed, f"{subject.subject} {'may' if decision.allowed else 'may not'} {p['verb']} {p['resource']}{where}"
+        may = "may" if decision.allowed else "may not"
+        return decision.allowed, f"{subject.subject} {may} {p['verb']} {p['resource']}{where}"
     if "flow" in need and "from" in need["flow"]:
         return _ingress(need["flow"], install, subject, state, parameters)
     if "flow" in need:
@@ -397,7 +399,8 @@ def _probe(p: Mapping[str, Any], subject: _Subject, state: _State) -> tuple[bool
     if obj is None:
         return False, f"{comp.workload.display()} is gone"
     containers = ((((obj.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or [])
-    container = next((c for c in containers if c.get("name") == p.get("container")), containers[0] if containers else None)
+    container = next((c for c in containers if c.get("name") == p.get("container")),
+                     containers[0] if containers else None)
     if container is None:
         return None, "no container"
     args = [str(x) for x in (container.get("command") or []) + (container.get("args") or [])]
@@ -464,8 +467,9 @@ def evaluate(installs: Sequence[tuple[Install, Sequence[ComponentSpec]]], before
     for install, specs in installs:
         for spec in specs:
             namespaces = [str(n) for n in parameters.get("workflowNamespaces") or []]
+            # Both sides list the same namespaces; a component missing on one side yields nothing there.
             for subject, after_subject in zip(_subjects(spec, install, b, namespaces),
-                                              _subjects(spec, install, a, namespaces)):
+                                              _subjects(spec, install, a, namespaces), strict=False):
                 for need in spec.needs:
                     held, _ = _holds(need, install, subject, b, b, parameters)
                     holds, message = _holds(need, install, after_subject, a, b, parameters)

@@ -46,7 +46,8 @@ def test_only_kube_imports_kubernetes():
 
 
 def test_only_cli_and_views_import_typer_or_rich():
-    allowed = lambda name: name == "cli.py" or name.startswith("views/")
+    def allowed(name):
+        return name == "cli.py" or name.startswith("views/")
     offenders = sorted(name for name, p in modules().items()
                        if top_imports(p) & {"typer", "rich"} and not allowed(name))
     assert offenders == []

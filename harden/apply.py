@@ -90,6 +90,7 @@ def _write(cluster: Cluster, c: Change, dry_run: bool, manager: str) -> None:
         precondition = dry_run  # a dry run changed nothing, so the apply may still check it
     if c.action in (Action.CREATE, Action.UPDATE):
         body = c.body
+        assert body is not None, f"{c.action.value} of {c.key.display()} without a body"  # plan.py gives each one
         if c.action is Action.UPDATE and precondition:
             body = {**body, "metadata": {**body["metadata"], "resourceVersion": c.observed_resource_version}}
         cluster.apply(body, manager=manager, dry_run=dry_run, force=True)

@@ -11,6 +11,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -60,7 +61,7 @@ def _request(profile: list[str], file: str | None, set_: list[str], kubeconfig: 
                    timeout)
 
 
-def _run(fn: Callable[..., int], *args, output: Output = Output.TEXT, **kwargs) -> None:
+def _run(fn: Callable[..., int], *args: Any, output: Output = Output.TEXT, **kwargs: Any) -> None:
     """Run a command with the view for `output`; the one place failures become exit codes."""
     out, err = _consoles()
     view = views.make(output, out, err)

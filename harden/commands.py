@@ -64,7 +64,7 @@ def apply_cmd(view: View, req: Request, *, plan_file: str | None, auto_approve: 
         source, client = connect(req)
         backend = FileBackend(req.state_dir, plan.stack)
         with backend.lock(timeout, "apply"):
-            planned = Planned(plan, None, client, backend, backend.read())  # type: ignore[arg-type]
+            planned = Planned(plan, None, client, backend, backend.read())
             return _run_apply(view, planned, plan, parallelism)
     # Lock first, then plan: nobody can change state between this plan and its apply.
     backend = FileBackend(req.state_dir, stack_name(req.stack_file))

@@ -39,7 +39,7 @@ class Request:
 @dataclass
 class Planned:
     plan: Plan
-    live: Live
+    live: Live | None  # None for a saved plan: it carries what was observed when it was made
     client: Any
     backend: FileBackend
     state: State

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import tenacity
 import urllib3
@@ -231,7 +231,7 @@ def _header(exc: ApiException, name: str) -> str | None:
 
 def _message(exc: ApiException) -> str:
     try:
-        return json.loads(exc.body).get("message") or exc.reason
+        return json.loads(exc.body or "").get("message") or exc.reason
     except (TypeError, ValueError, AttributeError):
         return str(exc.reason)
 
@@ -278,7 +278,7 @@ def check_kubeconfig(path: str, context: str | None, *, whole: bool = True) -> N
                 except (binascii.Error, ValueError):
                     name = entry.get("name", i)
                     raise InputError(f"{section}[{name}].{inner}.{key} is not valid base64", file=path,
-                                     line=docs[0].line_of([section, i, inner, key]) or None, field="--kubeconfig",
+                                     line=docs[0].line_of((section, i, inner, key)) or None, field="--kubeconfig",
                                      hint="paste the base64 of the PEM file (`base64 -w0 FILE`), or use the "
                                           f"{key.removesuffix('-data')} key with a file path") from None
     if context is not None and whole:
@@ -294,8 +294,9 @@ class _ApiClient(k8s.ApiClient):
     # which take no per-call timeout: without one urllib3 waits forever.
     timeouts: tuple[float, float] = (Timeouts.connect, Timeouts.read)
 
-    def call_api(self, *args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
-        return super().call_api(*args, _request_timeout=_request_timeout or self.timeouts, **kwargs)
+    def call_api(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["_request_timeout"] = kwargs.get("_request_timeout") or self.timeouts
+        return super().call_api(*args, **kwargs)
 
 
 class KubeClient:
@@ -431,14 +432,16 @@ class KubeClient:
         with contextlib.suppress(NotFound):  # already gone: the desired end state
             self._call(f"delete {kind} {_where(namespace, name)}", send, settle=None if dry_run else gone)
 
-    def openapi(self, path: str) -> dict | None:
+    def openapi(self, path: str) -> dict[str, Any] | None:
         """An OpenAPI v3 document of the server (`/openapi/v3/apis/apps/v1`), None if not served."""
-        def read() -> dict:
+        def read() -> dict[str, Any]:
             request = self.api.param_serialize("GET", path, header_params={"Accept": "application/json"},
                                                auth_settings=["BearerToken"])
             response = self.api.call_api(*request)
             response.read()
-            return self.api.response_deserialize(response, {"200": "object"}).data
+            # The types map names the type as text ("object"); the client's annotation takes that text's
+            # type, str, for the data's.
+            return cast("dict[str, Any]", self.api.response_deserialize(response, {"200": "object"}).data)
 
         try:
             return self._call(f"read {path}", read)  # a read like any other: retried per request

@@ -12,6 +12,7 @@ import ipaddress
 import json
 import re
 import string
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
@@ -120,8 +121,11 @@ def whole_reference(value: str) -> str | None:
     return None
 
 
-def _skip_references(check):
-    def validate(validator, value, instance, schema):
+_Errors = Iterator[jsonschema.ValidationError]
+
+
+def _skip_references(check: Callable[..., Iterable[jsonschema.ValidationError] | None]) -> Callable[..., _Errors]:
+    def validate(validator: Any, value: Any, instance: Any, schema: Any) -> _Errors:
         if isinstance(instance, str) and whole_reference(instance) is not None:
             return
         yield from check(validator, value, instance, schema) or ()
@@ -260,7 +264,7 @@ def _placeholder_problems(doc: Document, params: dict[str, dict], loop_vars: set
     return problems
 
 
-def strings_in(value: Any, path: PathT = ()):
+def strings_in(value: Any, path: PathT = ()) -> Iterator[tuple[PathT, str]]:
     """(path, text) of every string in a tree of mappings and lists."""
     if isinstance(value, str):
         yield path, value
@@ -479,6 +483,7 @@ def _ip_block(v: dict) -> dict:
     for x in excepts:
         inner = ipaddress.ip_network(_cidr(x), strict=False)
         # The API server rejects an except outside its cidr (networking validation of IPBlock).
+        # typeshed types subnet_of per IP version; the version test before it keeps the pair matched.
         if inner.version != outer.version or not inner.subnet_of(outer):  # type: ignore[arg-type]
             raise ValueError(f"except {x} is not inside cidr {cidr}")
         out.append(x)
@@ -508,7 +513,7 @@ def _peer(v: Any) -> dict:
     raise ValueError(f"expected a CIDR or {{namespace, podSelector}}, got {v!r}")
 
 
-def _typed(kind: type, what: str):
+def _typed(kind: type, what: str) -> Callable[[Any], Any]:
     def check(v: Any) -> Any:
         if isinstance(v, bool) and kind is not bool:
             raise ValueError(f"expected {what}, got {v!r}")
@@ -518,8 +523,8 @@ def _typed(kind: type, what: str):
     return check
 
 
-def _list_of(inner, what: str):
-    def check(v: Any) -> list:
+def _list_of(inner: Callable[[Any], Any], what: str) -> Callable[[Any], list[Any]]:
+    def check(v: Any) -> list[Any]:
         if isinstance(v, str):
             v = [x.strip() for x in v.split(",") if x.strip()]
         if not isinstance(v, list):

@@ -52,7 +52,7 @@ OMITTED_WHEN_EMPTY = {"matchLabels", "matchExpressions", "labels", "annotations"
 def drop_empty(value: Any) -> Any:
     """The generic normalizer: fields in OMITTED_WHEN_EMPTY that are empty are dropped, at any depth."""
     if isinstance(value, dict):
-        out: dict | None = None
+        out: dict[str, Any] | None = None
         for k, v in value.items():
             if k in OMITTED_WHEN_EMPTY and v in ({}, [], None):
                 out = out if out is not None else dict(value)
@@ -69,7 +69,7 @@ def drop_empty(value: Any) -> Any:
     return value
 
 
-def _netpol_rules(rules: list | None) -> list | None:
+def _netpol_rules(rules: list[Any] | None) -> list[Any] | None:
     # NetworkPolicyPort.protocol defaults to TCP (k8s.io/api networking/v1/types.go), and a rule's
     # empty `ports`/`from`/`to` read back absent.
     if rules is None:

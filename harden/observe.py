@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from .errors import Forbidden, InputError
 from .mergekeys import BUILTIN, MergeKeys, from_openapi, openapi_paths
@@ -58,8 +58,19 @@ def _index(objs: Iterable[Obj], kinds: set[tuple[str, str]], source: dict) -> Li
     return live
 
 
+class Reader(Protocol):
+    """What observe needs of the Kubernetes client (harden.kube.KubeClient), which it may not import."""
+
+    context: str
+    host: str
+
+    def list(self, api_version: str, kind: str, namespace: str | None = None) -> list[Obj]: ...
+
+    def openapi(self, path: str) -> dict[str, Any] | None: ...
+
+
 class ClusterSource:
-    def __init__(self, client, parallelism: int = 6) -> None:
+    def __init__(self, client: Reader, parallelism: int = 6) -> None:
         self.client = client
         self.parallelism = parallelism
 
@@ -72,10 +83,10 @@ class ClusterSource:
             # The first failure ends the read: a dead connection costs one request timeout, not
             # one per batch of kinds.
             wait(futures, return_when=FIRST_EXCEPTION)
-            failed = [f.exception() for f in futures if f.done() and not f.cancelled()
-                      and f.exception() is not None and not isinstance(f.exception(), NotStarted)]
+            failed = [e for f in futures if f.done() and not f.cancelled()
+                      and (e := f.exception()) is not None and not isinstance(e, NotStarted)]
             if failed:
-                raise failed[0]  # type: ignore[misc]
+                raise failed[0]
             objs = [o for f in futures for o in f.result()]
         finally:
             pool.shutdown(wait=True, cancel_futures=True)

@@ -276,8 +276,8 @@ def _flow_target(need: Mapping[str, Any], install: Install, state: _State,
             return [], None, f"{to.split(':', 1)[1]} is not part of this install"
         group = next((g for g in state.net.groups if g.namespace == other.namespace
                       and g.name == f"{other.workload.kind.lower()}/{other.workload.name}"), None)
-        ports = group.ports if group else ()
-        return [netpol.PodEndpoint(other.namespace, other.pod_labels, ports)], str(port) if port else None, ""
+        other_ports = group.ports if group else ()
+        return [netpol.PodEndpoint(other.namespace, other.pod_labels, other_ports)], str(port) if port else None, ""
     if to.startswith("parameter:"):
         value = _parameter(parameters, to.split(":", 1)[1])
         if not value:
@@ -296,7 +296,7 @@ def _flow_target(need: Mapping[str, Any], install: Install, state: _State,
 def _holds(need: Mapping[str, Any], install: Install, subject: _Subject, state: _State, before: _State,
            parameters: Mapping[str, Any]) -> tuple[bool | None, str]:
     """(True/False, message) or (None, why it cannot be decided)."""
-    sub = next((need[k] for k in ("permission", "flow", "object", "probe") if k in need), {})
+    sub: Mapping[str, Any] = next((need[k] for k in ("permission", "flow", "object", "probe") if k in need), {})
     applies = _condition(sub.get("when") or need.get("when"), install, state, subject)
     if applies is None:
         return None, f"unknown condition {sub.get('when') or need.get('when')!r}"

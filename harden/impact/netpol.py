@@ -448,6 +448,7 @@ def _ip_block_contains(block: Mapping[str, Any], net: IPNetwork) -> bool:
         cidr = ipaddress.ip_network(str(block.get("cidr")), strict=False)
     except ValueError:
         return False
+    # typeshed types subnet_of per IP version; the version test before it keeps the pair matched.
     if cidr.version != net.version or not net.subnet_of(cidr):  # type: ignore[arg-type]
         return False
     for exc in block.get("except") or ():
@@ -476,10 +477,10 @@ def _subtract(nets: list[IPNetwork], holes: Iterable[IPNetwork]) -> list[IPNetwo
         for net in nets:
             if net.version != hole.version or not net.overlaps(hole):
                 out.append(net)
-            elif hole.supernet_of(net):  # type: ignore[arg-type]
+            elif hole.supernet_of(net):  # type: ignore[arg-type]  # same IP version: checked above
                 continue
             else:
-                out.extend(net.address_exclude(hole))  # type: ignore[arg-type]
+                out.extend(net.address_exclude(hole))  # type: ignore[arg-type]  # same IP version: checked above
         nets = out
     return nets
 

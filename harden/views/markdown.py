@@ -38,9 +38,10 @@ def render(plan: Plan) -> str:
     if plan.findings:
         lines += ["### Checks and expectations", "", "| result | profile | id | severity | message |",
                   "|---|---|---|---|---|"]
-        for f in plan.findings:
-            result = "pass" if f.passed else "FAIL"
-            lines.append(f"| {result} | {f.profile} | {f.id} | {f.severity.value} | {_cell(f.message)} |")
+        for finding in plan.findings:
+            result = "pass" if finding.passed else "FAIL"
+            lines.append(f"| {result} | {finding.profile} | {finding.id} | {finding.severity.value} "
+                         f"| {_cell(finding.message)} |")
         lines.append("")
     impact = plan.impact or {}
     if impact.get("rbac") or impact.get("network"):

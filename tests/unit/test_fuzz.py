@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from harden import commands
+from harden import commands, views
 from harden.engine import Request
 from harden.errors import HardenError, InputError
 
@@ -120,10 +120,10 @@ def text_mutant(draw, tree: Any) -> str:
     return text
 
 
-def outcome(fn, *args: Any, **kwargs: Any) -> int:
+def outcome(fn, *args: Any, output: str = "text", **kwargs: Any) -> int:
     """The exit code the CLI would give; anything but a HardenError escapes (the CLI's exit 3)."""
     try:
-        code = fn(*args, out=QUIET, **kwargs)
+        code = fn(views.make(views.Output(output), QUIET, QUIET), *args, **kwargs)
     except HardenError as exc:
         if isinstance(exc, InputError) or type(exc).__name__ == "Diagnostics":
             for d in exc.diagnostics:

@@ -67,8 +67,8 @@ def timed(label: str, fn, results: list):
     out = fn()
     dt = time.perf_counter() - t
     results.append((label, dt, dict(COUNTS)))
-    print(f"{label:<38} {dt:7.2f} s   lists={COUNTS['list']:<3} applies={COUNTS['apply']:<4} deletes={COUNTS['delete']}",
-          flush=True)
+    print(f"{label:<38} {dt:7.2f} s   lists={COUNTS['list']:<3} applies={COUNTS['apply']:<4} "
+          f"deletes={COUNTS['delete']}", flush=True)
     return out
 
 
@@ -90,7 +90,7 @@ def run(kubeconfig: str, n: int) -> list:
         planned = timed(f"plan, {n} to add", lambda: build_plan(req, with_impact=False), results)
         timed(f"apply {n} creates, parallelism {parallelism}",
               lambda: apply_plan(planned.plan, planned.client, planned.backend, parallelism=parallelism), results)
-        timed(f"plan after apply (no changes)", lambda: build_plan(req, with_impact=False), results)
+        timed("plan after apply (no changes)", lambda: build_plan(req, with_impact=False), results)
         destroy = build_plan(req, destroy=True, with_impact=False)
         timed(f"destroy {n}, parallelism {parallelism}",
               lambda: apply_plan(destroy.plan, destroy.client, destroy.backend, parallelism=parallelism), results)

@@ -18,9 +18,10 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
-from typing import Callable, Protocol
+from typing import Protocol
 
 from .errors import HardenError, StalePlan
 from .model import MANAGER, Action, Change, ChangeKind, Obj, Phase, Plan, ResourceKey, field_manager
@@ -89,6 +90,7 @@ def _write(cluster: Cluster, c: Change, dry_run: bool, manager: str) -> None:
         precondition = dry_run  # a dry run changed nothing, so the apply may still check it
     if c.action in (Action.CREATE, Action.UPDATE):
         body = c.body
+        assert body is not None, f"{c.action.value} of {c.key.display()} without a body"  # plan.py gives each one
         if c.action is Action.UPDATE and precondition:
             body = {**body, "metadata": {**body["metadata"], "resourceVersion": c.observed_resource_version}}
         cluster.apply(body, manager=manager, dry_run=dry_run, force=True)
@@ -103,10 +105,9 @@ def _write(cluster: Cluster, c: Change, dry_run: bool, manager: str) -> None:
             cluster.apply({k: body[k] for k in ("apiVersion", "kind")} | {"metadata": {
                 k: v for k, v in body["metadata"].items() if k in ("name", "namespace")}},
                 manager=manager, dry_run=dry_run, force=False)
-    elif c.action is Action.DELETE:
-        if c.observed_resource_version is not None:
-            cluster.delete(c.api_version, c.key.kind, c.key.namespace, c.key.name,
-                           resource_version=c.observed_resource_version, dry_run=dry_run)
+    elif c.action is Action.DELETE and c.observed_resource_version is not None:
+        cluster.delete(c.api_version, c.key.kind, c.key.namespace, c.key.name,
+                       resource_version=c.observed_resource_version, dry_run=dry_run)
 
 
 def apply_plan(plan: Plan, cluster: Cluster, backend: FileBackend, *, parallelism: int = 8,

@@ -8,7 +8,8 @@ itself (which namespace the controller manages is a deployment decision, not a f
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .impact.netpol import NetworkModel
 from .impact.selectors import selector_matches

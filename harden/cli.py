@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from typing import Callable, List, Optional
+from collections.abc import Callable
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -40,7 +41,8 @@ def _consoles() -> tuple[Console, Console]:
 ProfileOpt = typer.Option([], "--profile", "-p", help="A built-in profile name or a profile file (repeatable).")
 StackOpt = typer.Option(None, "-f", "--file", help="A stack file: profiles and parameter values for one target.")
 SetOpt = typer.Option([], "--set", help="A parameter value, KEY=VALUE or PROFILE.KEY=VALUE (repeatable).")
-KubeconfigOpt = typer.Option(None, "--kubeconfig", help="Path to the kubeconfig (default: $KUBECONFIG or ~/.kube/config).")
+KubeconfigOpt = typer.Option(None, "--kubeconfig",
+                             help="Path to the kubeconfig (default: $KUBECONFIG or ~/.kube/config).")
 ContextOpt = typer.Option(None, "--context", help="The kubeconfig context to use.")
 TimeoutOpt = typer.Option("60s", "--request-timeout", help="Longest wait for one Kubernetes API request (30s, 2m).")
 SnapshotOpt = typer.Option(None, "--snapshot", help="Plan offline against a directory or YAML file of manifests.")
@@ -50,13 +52,16 @@ OutputOpt = typer.Option(Output.TEXT, "--output", "-o", help="text, json, markdo
 # Every command takes the same choices, so a typo is a usage error (exit 2) everywhere; a format a
 # command has nothing to write in is refused by its view, naming the formats it does write.
 ResultOutputOpt = typer.Option(Output.TEXT, "--output", "-o", help="text or json.")
+PlanOpt = typer.Option(None, "--plan", help="Evaluate on the state this saved plan would produce.")
 
 
-def _request(profile, file, set_, kubeconfig, context, snapshot, snapshot_namespace, state_dir, timeout="60s") -> Request:
-    return Request(tuple(profile), file, tuple(set_), kubeconfig, context, snapshot, snapshot_namespace, state_dir, timeout)
+def _request(profile: list[str], file: str | None, set_: list[str], kubeconfig: str | None, context: str | None,
+             snapshot: str | None, snapshot_namespace: str, state_dir: str, timeout: str = "60s") -> Request:
+    return Request(tuple(profile), file, tuple(set_), kubeconfig, context, snapshot, snapshot_namespace, state_dir,
+                   timeout)
 
 
-def _run(fn: Callable[..., int], *args, output: Output = Output.TEXT, **kwargs) -> None:
+def _run(fn: Callable[..., int], *args: Any, output: Output = Output.TEXT, **kwargs: Any) -> None:
     """Run a command with the view for `output`; the one place failures become exit codes."""
     out, err = _consoles()
     view = views.make(output, out, err)
@@ -76,40 +81,43 @@ def _run(fn: Callable[..., int], *args, output: Output = Output.TEXT, **kwargs) 
 
 
 @app.command()
-def plan(profile: List[str] = ProfileOpt, file: Optional[str] = StackOpt, set_: List[str] = SetOpt,
-         kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt, request_timeout: str = TimeoutOpt,
-         snapshot: Optional[str] = SnapshotOpt, snapshot_namespace: str = SnapshotNsOpt, state_dir: str = StateOpt,
-         out_file: Optional[str] = typer.Option(None, "--out", help="Write the plan as JSON to this file."),
+def plan(profile: list[str] = ProfileOpt, file: str | None = StackOpt, set_: list[str] = SetOpt,
+         kubeconfig: str | None = KubeconfigOpt, context: str | None = ContextOpt, request_timeout: str = TimeoutOpt,
+         snapshot: str | None = SnapshotOpt, snapshot_namespace: str = SnapshotNsOpt, state_dir: str = StateOpt,
+         out_file: str | None = typer.Option(None, "--out", help="Write the plan as JSON to this file."),
          detailed_exitcode: bool = typer.Option(False, "--detailed-exitcode", help="Exit 2 when there are changes."),
          output: Output = OutputOpt) -> None:
     """Show what would change, field by field, and what it does to security."""
-    _run(commands.plan_cmd, _request(profile, file, set_, kubeconfig, context, snapshot, snapshot_namespace, state_dir, request_timeout),
-         out_file=out_file, detailed_exitcode=detailed_exitcode, output=output)
+    req = _request(profile, file, set_, kubeconfig, context, snapshot, snapshot_namespace, state_dir, request_timeout)
+    _run(commands.plan_cmd, req, out_file=out_file, detailed_exitcode=detailed_exitcode, output=output)
 
 
 @app.command()
-def apply(plan_file: Optional[str] = typer.Argument(None, help="A plan saved with `harden plan --out`."),
-          profile: List[str] = ProfileOpt, file: Optional[str] = StackOpt, set_: List[str] = SetOpt,
-          kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt, request_timeout: str = TimeoutOpt, state_dir: str = StateOpt,
+def apply(plan_file: str | None = typer.Argument(None, help="A plan saved with `harden plan --out`."),
+          profile: list[str] = ProfileOpt, file: str | None = StackOpt, set_: list[str] = SetOpt,
+          kubeconfig: str | None = KubeconfigOpt, context: str | None = ContextOpt, request_timeout: str = TimeoutOpt,
+          state_dir: str = StateOpt,
           auto_approve: bool = typer.Option(False, "--auto-approve", help="Do not ask for confirmation."),
           lock_timeout: str = typer.Option("0s", "--lock-timeout", help="How long to wait for the state lock."),
           parallelism: int = typer.Option(8, "--parallelism", min=1, max=64, help="Concurrent writes."),
           output: Output = ResultOutputOpt) -> None:
     """Apply the changes (a saved plan exactly, or a fresh plan after confirmation)."""
-    _run(commands.apply_cmd, _request(profile, file, set_, kubeconfig, context, None, "default", state_dir, request_timeout),
-         plan_file=plan_file, auto_approve=auto_approve, lock_timeout=lock_timeout, parallelism=parallelism,
-         output=output)
+    req = _request(profile, file, set_, kubeconfig, context, None, "default", state_dir, request_timeout)
+    _run(commands.apply_cmd, req, plan_file=plan_file, auto_approve=auto_approve, lock_timeout=lock_timeout,
+         parallelism=parallelism, output=output)
 
 
 @app.command()
-def destroy(profile: List[str] = ProfileOpt, file: Optional[str] = StackOpt, set_: List[str] = SetOpt,
-            kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt, request_timeout: str = TimeoutOpt, state_dir: str = StateOpt,
+def destroy(profile: list[str] = ProfileOpt, file: str | None = StackOpt, set_: list[str] = SetOpt,
+            kubeconfig: str | None = KubeconfigOpt, context: str | None = ContextOpt, request_timeout: str = TimeoutOpt,
+            state_dir: str = StateOpt,
             auto_approve: bool = typer.Option(False, "--auto-approve", help="Do not ask for confirmation."),
             lock_timeout: str = typer.Option("0s", "--lock-timeout", help="How long to wait for the state lock."),
             output: Output = ResultOutputOpt) -> None:
     """Delete what harden created and hand back the fields it set (all of the stack, or the selected profiles)."""
-    _run(commands.apply_cmd, _request(profile, file, set_, kubeconfig, context, None, "default", state_dir, request_timeout),
-         plan_file=None, auto_approve=auto_approve, lock_timeout=lock_timeout, destroy=True, output=output)
+    req = _request(profile, file, set_, kubeconfig, context, None, "default", state_dir, request_timeout)
+    _run(commands.apply_cmd, req, plan_file=None, auto_approve=auto_approve, lock_timeout=lock_timeout, destroy=True,
+         output=output)
 
 
 @app.command()
@@ -119,8 +127,11 @@ def show(plan_file: str = typer.Argument(..., help="A plan saved with `harden pl
     _run(commands.show_cmd, plan_file, output=output)
 
 
+PathsArg = typer.Argument(None, help="Profile or stack files or directories (default: built-ins).")
+
+
 @app.command()
-def validate(paths: List[str] = typer.Argument(None, help="Profile or stack files or directories (default: built-ins).")) -> None:
+def validate(paths: list[str] = PathsArg) -> None:
     """Check profile and stack files without touching a cluster."""
     _run(commands.validate_cmd, list(paths or []))
 
@@ -147,9 +158,9 @@ def state_show(key: str, stack: str = typer.Option("default", "--stack"), state_
 def reach(src: str = typer.Option(..., "--from", help="NS/KEY=VAL[,KEY=VAL] (pods with those labels) or a CIDR."),
           dst: str = typer.Option(..., "--to", help="NS/KEY=VAL[,KEY=VAL] or a CIDR."),
           port: str = typer.Option(..., "--port", help="PORT[/PROTO] or a named port of the destination."),
-          plan_file: Optional[str] = typer.Option(None, "--plan", help="Evaluate on the state this saved plan would produce."),
-          kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt,
-          snapshot: Optional[str] = SnapshotOpt, snapshot_namespace: str = SnapshotNsOpt,
+          plan_file: str | None = PlanOpt,
+          kubeconfig: str | None = KubeconfigOpt, context: str | None = ContextOpt,
+          snapshot: str | None = SnapshotOpt, snapshot_namespace: str = SnapshotNsOpt,
           output: Output = ResultOutputOpt) -> None:
     """Is a network flow allowed by the NetworkPolicies, and which policies decide it?"""
     _run(commands.reach_cmd, _request([], None, [], kubeconfig, context, snapshot, snapshot_namespace, "state"),
@@ -160,10 +171,10 @@ def reach(src: str = typer.Option(..., "--from", help="NS/KEY=VAL[,KEY=VAL] (pod
 def can_i(verb: str = typer.Argument(..., help="get, list, create, ..."),
           resource: str = typer.Argument(..., help="RESOURCE[.GROUP][/SUBRESOURCE], e.g. workflows.argoproj.io"),
           subject: str = typer.Option(..., "--as", help="system:serviceaccount:NS:NAME, user:NAME or group:NAME."),
-          namespace: Optional[str] = typer.Option(None, "--namespace", "-n", help="Namespace (omit: cluster-wide)."),
-          plan_file: Optional[str] = typer.Option(None, "--plan", help="Evaluate on the state this saved plan would produce."),
-          kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt,
-          snapshot: Optional[str] = SnapshotOpt, snapshot_namespace: str = SnapshotNsOpt,
+          namespace: str | None = typer.Option(None, "--namespace", "-n", help="Namespace (omit: cluster-wide)."),
+          plan_file: str | None = PlanOpt,
+          kubeconfig: str | None = KubeconfigOpt, context: str | None = ContextOpt,
+          snapshot: str | None = SnapshotOpt, snapshot_namespace: str = SnapshotNsOpt,
           output: Output = ResultOutputOpt) -> None:
     """Like `kubectl auth can-i`, from RBAC objects, with the bindings and rules that grant it."""
     _run(commands.can_i_cmd, _request([], None, [], kubeconfig, context, snapshot, snapshot_namespace, "state"),

@@ -31,7 +31,8 @@ def plan_cmd(view: View, req: Request, *, out_file: str | None, detailed_exitcod
         view.plan_saved(out_file)
     if planned.plan.failed_findings:
         failed = ", ".join(f"{f.profile}/{f.id}" for f in planned.plan.failed_findings)
-        raise ExpectationFailed(f"the plan would break: {failed}", hint="fix the profile parameters; nothing was applied")
+        raise ExpectationFailed(f"the plan would break: {failed}",
+                                hint="fix the profile parameters; nothing was applied")
     return EXIT_CHANGES if (detailed_exitcode and planned.plan.has_changes) else EXIT_OK
 
 
@@ -63,7 +64,7 @@ def apply_cmd(view: View, req: Request, *, plan_file: str | None, auto_approve: 
         source, client = connect(req)
         backend = FileBackend(req.state_dir, plan.stack)
         with backend.lock(timeout, "apply"):
-            planned = Planned(plan, None, client, backend, backend.read())  # type: ignore[arg-type]
+            planned = Planned(plan, None, client, backend, backend.read())
             return _run_apply(view, planned, plan, parallelism)
     # Lock first, then plan: nobody can change state between this plan and its apply.
     backend = FileBackend(req.state_dir, stack_name(req.stack_file))
@@ -120,7 +121,8 @@ def profiles_cmd(view: View) -> int:
     for name in builtin_profile_names():
         p = load_profile(name)
         rows.append({"name": p.name, "title": p.title,
-                     "parameters": [{"name": k, "type": v["type"], **({"default": v["default"]} if "default" in v else {}),
+                     "parameters": [{"name": k, "type": v["type"],
+                                     **({"default": v["default"]} if "default" in v else {}),
                                      "required": bool(v.get("required"))} for k, v in p.parameters.items()]})
     view.profiles(rows)
     return EXIT_OK
@@ -167,7 +169,8 @@ def reach_cmd(view: View, req: Request, *, src: str, dst: str, port: str, plan_f
         decision = netpol.evaluate(objs, source, dest, number, proto)
     except ValueError as exc:
         raise InputError(str(exc), field="--from/--to/--port",
-                         hint="write pods as NS/KEY=VAL[,KEY=VAL], addresses as a CIDR, ports as 9090 or 53/UDP") from None
+                         hint="write pods as NS/KEY=VAL[,KEY=VAL], addresses as a CIDR, "
+                              "ports as 9090 or 53/UDP") from None
     view.reach(decision)
     return EXIT_OK
 

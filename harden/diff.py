@@ -15,13 +15,14 @@ merging partial objects is `harden.merge`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import yaml
 from deepdiff import DeepDiff
 from deepdiff.helper import CannotCompare
 
-from .fieldpath import path_text, step
+from .fieldpath import Step, path_text, step
 from .mergekeys import MergeKeys
 from .model import FieldChange, Obj
 from .normalize import normalize
@@ -104,9 +105,9 @@ def diff_fields(desired: Obj, live: Obj | None, keys: MergeKeys) -> list[FieldCh
     return sorted(changes, key=lambda c: c.path)
 
 
-def _keyed(path: list, want: Any, keys: MergeKeys) -> list:
+def _keyed(path: list[Step], want: Any, keys: MergeKeys) -> list[Step]:
     """Name entries of keyed lists by their merge key (`containers[name=argo-server]`), not position."""
-    out: list = []
+    out: list[Step] = []
     node, parent = want, None
     for p in path:
         entry = step(node, p)
@@ -135,7 +136,7 @@ def _same_entry(a: Any, b: Any, level: Any = None) -> bool:
     raise CannotCompare() from None
 
 
-def _expand(path: list, before: Any, after: Any, keys: MergeKeys) -> list[FieldChange]:
+def _expand(path: list[Step], before: Any, after: Any, keys: MergeKeys) -> list[FieldChange]:
     """Report a changed mapping as the leaves that differ, so a reader sees fields, not blobs."""
     if isinstance(before, dict) and isinstance(after, dict):
         out: list[FieldChange] = []
@@ -159,7 +160,7 @@ def _missing(v: Any) -> bool:
     return type(v).__name__ == "NotPresent"
 
 
-def _leaves(value: Any, path: list):
+def _leaves(value: Any, path: list[Step]) -> Iterator[tuple[list[Step], Any]]:
     if isinstance(value, dict) and value:
         for k, v in value.items():
             yield from _leaves(v, path + [k])

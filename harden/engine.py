@@ -7,15 +7,14 @@ snapshot) once, in bulk; everything after that is pure.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .checks import run_checks
-from .errors import InputError
-from .load import Selection, builtin_profile_names, load_profile, select, stack_name
-from .errors import Diagnostic, Diagnostics, HardenError
+from .errors import Diagnostic, Diagnostics, HardenError, InputError
 from .graph import Install, find_installs, select_install, shared_roles
 from .impact import needs
+from .load import Selection, builtin_profile_names, load_profile, select, stack_name
 from .model import ChangeKind, Detected, Finding, Plan, Severity
 from .needs import component_specs
 from .observe import ClusterSource, Live, SnapshotSource
@@ -40,7 +39,7 @@ class Request:
 @dataclass
 class Planned:
     plan: Plan
-    live: Live
+    live: Live | None  # None for a saved plan: it carries what was observed when it was made
     client: Any
     backend: FileBackend
     state: State
@@ -48,7 +47,7 @@ class Planned:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def parse_duration(text: str, flag: str) -> float:
@@ -72,7 +71,8 @@ def connect(req: Request) -> tuple[Any, Any]:
     timeout = parse_duration(req.request_timeout, "--request-timeout")
     if timeout <= 0:
         raise InputError("--request-timeout must be more than 0", field="--request-timeout",
-                         hint="a request that may wait forever hangs a pipeline on a half-open connection; write e.g. 60s")
+                         hint="a request that may wait forever hangs a pipeline on a half-open connection; "
+                              "write e.g. 60s")
     client = KubeClient(req.kubeconfig, req.context, timeouts=Timeouts.of(timeout))
     return ClusterSource(client), client
 
@@ -119,12 +119,12 @@ def build_plan(req: Request, *, destroy: bool = False, with_impact: bool = True)
     installs = find_installs(live, component_specs())
     chosen = choose_installs(selection, installs)
     rendered = [render(sel, selection.stack, chosen.get(sel.profile.name)) if sel.profile.name in chosen else r
-                for sel, r in zip(selection.items, rendered)]
+                for sel, r in zip(selection.items, rendered, strict=True)]
     # Parameters the install can tell us are read from the targets found, unless the user set
     # them; then the profile is rendered again.
     detected: list[Detected] = []
     items, again = [], []
-    for sel, r in zip(selection.items, rendered):
+    for sel, r in zip(selection.items, rendered, strict=True):
         changed, report = detect(sel, r, live)
         detected += report
         sel = replace(sel, values={**sel.values, **changed}) if changed else sel

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Union
+from collections.abc import Sequence
+from typing import Any
 
-Step = Union[str, int, tuple[str, Any]]
+Step = str | int | tuple[str, Any]
 
 _PLAIN = re.compile(r"^[A-Za-z0-9_-]+$")
 _TOKEN = re.compile(r'\.?([A-Za-z0-9_-]+)|\[(\d+)\]|\[("(?:[^"\\]|\\.)*")\]|\[([A-Za-z]+)=([^\]]*)\]')
 
 
-def path_text(path: list) -> str:
+def path_text(path: Sequence[Step]) -> str:
     """A field path as text: `spec.ingress[0]`, `data["server.tls.minversion"]`,
     `spec.template.spec.containers[name=argo-server].args`. `split_path` reads it back."""
     out = ""
@@ -38,8 +39,8 @@ def path_text(path: list) -> str:
     return out
 
 
-def split_path(text: str) -> list:
-    out: list = []
+def split_path(text: str) -> list[Step]:
+    out: list[Step] = []
     for m in _TOKEN.finditer(text):
         plain, index, quoted, sel_key, sel_value = m.groups()
         if plain is not None:
@@ -64,7 +65,7 @@ def step(node: Any, p: Step) -> Any:
     return node.get(p) if isinstance(node, dict) else None
 
 
-def get_at(obj: Any, path: list | str) -> Any:
+def get_at(obj: Any, path: Sequence[Step] | str) -> Any:
     """The value at `path` in `obj` (a path list or its text), or None if any step finds nothing."""
     node = obj
     for p in split_path(path) if isinstance(path, str) else path:

@@ -17,8 +17,9 @@ profile is pointed at exactly one of them: it never reaches into another install
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .errors import InputError
 from .model import Live, Obj, ResourceKey
@@ -172,7 +173,8 @@ def _role_key(binding: Obj) -> ResourceKey | None:
     if ref.get("kind") == "ClusterRole":
         return ResourceKey(RBAC_GROUP, "ClusterRole", "", ref.get("name", ""))
     if ref.get("kind") == "Role":
-        return ResourceKey(RBAC_GROUP, "Role", (binding.get("metadata") or {}).get("namespace", ""), ref.get("name", ""))
+        ns = (binding.get("metadata") or {}).get("namespace", "")
+        return ResourceKey(RBAC_GROUP, "Role", ns, ref.get("name", ""))
     return None
 
 
@@ -193,11 +195,12 @@ class _Index:
                                 if (k.kind == "ClusterRoleBinding" or k.namespace == ns) and _binds(b, ns, sa)))
         roles = tuple(sorted({r for k in bindings if (r := _role_key(self.live.objects[k])) is not None
                               and r in self.live.objects}))
-        services = tuple(sorted(k for k, s in self.services if k.namespace == ns and (sel := _labels(s, "spec", "selector"))
+        services = tuple(sorted(k for k, s in self.services
+                                if k.namespace == ns and (sel := _labels(s, "spec", "selector"))
                                 and all(pod_labels.get(a) == b for a, b in sel.items())))
         comp = Component(spec.name, key, match.layout, f"pod labels {match.text()} ({match.layout})",
-                         _frozen(pod_labels), _frozen(_labels(obj, "spec", "selector", "matchLabels")), sa, workload_args(obj),
-                         bindings, roles, services)
+                         _frozen(pod_labels), _frozen(_labels(obj, "spec", "selector", "matchLabels")), sa,
+                         workload_args(obj), bindings, roles, services)
         # The ConfigMap a component reads is the one its args name (`--configmap`), with the
         # upstream default when the flag is absent: both come from the component's needs.
         for need in spec.needs:

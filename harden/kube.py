@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import email.utils
 import json
 import os
 import random
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar, cast
 
 import tenacity
 import urllib3
@@ -39,9 +41,9 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 from .diff import diff_fields
+from .errors import ClusterError, Conflict, Forbidden, InputError, NotFound, TimedOut, Unreachable, Untrusted
 from .fieldpath import get_at
 from .mergekeys import BUILTIN
-from .errors import ClusterError, Conflict, Forbidden, InputError, NotFound, TimedOut, Unreachable, Untrusted
 from .model import MANAGER, Obj
 from .yamlsrc import load_documents
 
@@ -60,7 +62,7 @@ class Timeouts:
     read: float = 60.0
 
     @classmethod
-    def of(cls, seconds: float) -> "Timeouts":
+    def of(cls, seconds: float) -> Timeouts:
         """`--request-timeout`: the read timeout; connecting never takes longer than the default either."""
         return cls(connect=min(cls.connect, seconds), read=seconds)
 
@@ -118,7 +120,8 @@ def call(fn: Callable[[], T], policy: RetryPolicy, *, settle: Callable[[], T | N
     such a try is settled the same way: it is usually our own earlier try that moved the object on.
     """
     unsure = False
-    retrying = tenacity.Retrying(stop=tenacity.stop_after_attempt(policy.attempts) | tenacity.stop_after_delay(policy.budget),
+    stop = tenacity.stop_after_attempt(policy.attempts) | tenacity.stop_after_delay(policy.budget)
+    retrying = tenacity.Retrying(stop=stop,
                                  wait=_Wait(policy), retry=tenacity.retry_if_exception(_retryable),
                                  reraise=True, sleep=sleep)
     for attempt in retrying:
@@ -212,7 +215,8 @@ def _tls_error(what: str, text: str) -> ClusterError:
         return Untrusted(f"{what}: TLS certificate verify failed: {detail}", hint=NO_INSECURE)
     if "WRONG_VERSION_NUMBER" in text or "record layer failure" in text or "wrong version number" in text:
         return ClusterError(f"{what}: TLS handshake failed: the server did not answer in TLS",
-                            hint="the kubeconfig's server URL says https:// but that port speaks plain HTTP; check the URL and port")
+                            hint="the kubeconfig's server URL says https:// but that port speaks plain HTTP; "
+                                 "check the URL and port")
     first = next((line for line in text.splitlines()[1:] if line.strip()), text)
     return Untrusted(f"{what}: TLS handshake failed: {first.strip()}", hint=NO_INSECURE)
 
@@ -227,7 +231,7 @@ def _header(exc: ApiException, name: str) -> str | None:
 
 def _message(exc: ApiException) -> str:
     try:
-        return json.loads(exc.body).get("message") or exc.reason
+        return json.loads(exc.body or "").get("message") or exc.reason
     except (TypeError, ValueError, AttributeError):
         return str(exc.reason)
 
@@ -237,9 +241,11 @@ def check_kubeconfig(path: str, context: str | None, *, whole: bool = True) -> N
     `whole`: the file is the whole kubeconfig, not one of several merged from KUBECONFIG."""
     if context == "":
         raise InputError("--context is empty", field="--context",
-                         hint="name a context (`kubectl config get-contexts`), or leave --context out for the current one")
+                         hint="name a context (`kubectl config get-contexts`), "
+                              "or leave --context out for the current one")
     try:
-        text = open(path, encoding="utf-8").read()
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
     except UnicodeDecodeError:
         raise InputError("the kubeconfig is not a text file", file=path, field="--kubeconfig",
                          hint="point --kubeconfig (or KUBECONFIG) at a kubeconfig YAML file") from None
@@ -257,7 +263,8 @@ def check_kubeconfig(path: str, context: str | None, *, whole: bool = True) -> N
     data = docs[0].data if len(docs) == 1 else None
     if not isinstance(data, dict) or (whole and not isinstance(data.get("clusters"), list)):
         raise InputError("not a kubeconfig: expected one YAML mapping with `clusters`, `users` and `contexts` lists",
-                         file=path, field="--kubeconfig", hint="a kubeconfig looks like `kubectl config view --raw` output")
+                         file=path, field="--kubeconfig",
+                         hint="a kubeconfig looks like `kubectl config view --raw` output")
     for section, inner, keys in (("clusters", "cluster", ("certificate-authority-data",)),
                                  ("users", "user", ("client-certificate-data", "client-key-data"))):
         for i, entry in enumerate(data.get(section) or []):
@@ -271,14 +278,15 @@ def check_kubeconfig(path: str, context: str | None, *, whole: bool = True) -> N
                 except (binascii.Error, ValueError):
                     name = entry.get("name", i)
                     raise InputError(f"{section}[{name}].{inner}.{key} is not valid base64", file=path,
-                                     line=docs[0].line_of([section, i, inner, key]) or None, field="--kubeconfig",
+                                     line=docs[0].line_of((section, i, inner, key)) or None, field="--kubeconfig",
                                      hint="paste the base64 of the PEM file (`base64 -w0 FILE`), or use the "
                                           f"{key.removesuffix('-data')} key with a file path") from None
     if context is not None and whole:
         names = [c.get("name") for c in data.get("contexts") or [] if isinstance(c, dict)]
         if context not in names:
-            raise InputError(f"context {context!r} is not in the kubeconfig (it has: {', '.join(map(str, names)) or 'none'})",
-                             file=path, field="--context", hint="check the context name with `kubectl config get-contexts`")
+            has = ", ".join(map(str, names)) or "none"
+            raise InputError(f"context {context!r} is not in the kubeconfig (it has: {has})", file=path,
+                             field="--context", hint="check the context name with `kubectl config get-contexts`")
 
 
 class _ApiClient(k8s.ApiClient):
@@ -286,8 +294,9 @@ class _ApiClient(k8s.ApiClient):
     # which take no per-call timeout: without one urllib3 waits forever.
     timeouts: tuple[float, float] = (Timeouts.connect, Timeouts.read)
 
-    def call_api(self, *args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
-        return super().call_api(*args, _request_timeout=_request_timeout or self.timeouts, **kwargs)
+    def call_api(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["_request_timeout"] = kwargs.get("_request_timeout") or self.timeouts
+        return super().call_api(*args, **kwargs)
 
 
 class KubeClient:
@@ -308,7 +317,8 @@ class KubeClient:
         try:
             k8s_config.load_kube_config(config_file=path, context=context, client_configuration=configuration)
         except (ConfigException, yaml.YAMLError, TypeError, AttributeError, ValueError, KeyError) as exc:
-            raise InputError(f"cannot use kubeconfig {path}: {type(exc).__name__}: {exc}", field="--context" if context else "--kubeconfig",
+            raise InputError(f"cannot use kubeconfig {path}: {type(exc).__name__}: {exc}",
+                             field="--context" if context else "--kubeconfig",
                              hint="check the context name with `kubectl config get-contexts`" if context else
                              "check the kubeconfig's current-context and the cluster and user it names "
                              "(`kubectl config view`)") from None
@@ -358,7 +368,9 @@ class KubeClient:
         token = None
         while True:
             # Each page is its own request, retried on its own: a reset mid-list costs one page.
-            page = self._call(f"list {kind}", lambda: res.get(namespace=namespace, limit=PAGE, _continue=token).to_dict())
+            # The lambda runs inside this iteration (the retries included), so it sees this page's token.
+            page = self._call(f"list {kind}",
+                              lambda: res.get(namespace=namespace, limit=PAGE, _continue=token).to_dict())  # noqa: B023
             for item in page.get("items") or []:
                 item.setdefault("apiVersion", api_version)
                 item.setdefault("kind", kind)
@@ -417,19 +429,19 @@ class KubeClient:
             res.delete(name=name, namespace=namespace or None, body=opts)
             return True
 
-        try:
+        with contextlib.suppress(NotFound):  # already gone: the desired end state
             self._call(f"delete {kind} {_where(namespace, name)}", send, settle=None if dry_run else gone)
-        except NotFound:
-            pass  # already gone: the desired end state
 
-    def openapi(self, path: str) -> dict | None:
+    def openapi(self, path: str) -> dict[str, Any] | None:
         """An OpenAPI v3 document of the server (`/openapi/v3/apis/apps/v1`), None if not served."""
-        def read() -> dict:
+        def read() -> dict[str, Any]:
             request = self.api.param_serialize("GET", path, header_params={"Accept": "application/json"},
                                                auth_settings=["BearerToken"])
             response = self.api.call_api(*request)
             response.read()
-            return self.api.response_deserialize(response, {"200": "object"}).data
+            # The types map names the type as text ("object"); the client's annotation takes that text's
+            # type, str, for the data's.
+            return cast("dict[str, Any]", self.api.response_deserialize(response, {"200": "object"}).data)
 
         try:
             return self._call(f"read {path}", read)  # a read like any other: retried per request

@@ -12,6 +12,7 @@ import ipaddress
 import json
 import re
 import string
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
@@ -25,7 +26,8 @@ from .errors import Diagnostic, Diagnostics, InputError
 from .yamlsrc import Document, PathT, dotted, load_documents, load_file
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                       r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
 
 
@@ -119,8 +121,11 @@ def whole_reference(value: str) -> str | None:
     return None
 
 
-def _skip_references(check):
-    def validate(validator, value, instance, schema):
+_Errors = Iterator[jsonschema.ValidationError]
+
+
+def _skip_references(check: Callable[..., Iterable[jsonschema.ValidationError] | None]) -> Callable[..., _Errors]:
+    def validate(validator: Any, value: Any, instance: Any, schema: Any) -> _Errors:
         if isinstance(instance, str) and whole_reference(instance) is not None:
             return
         yield from check(validator, value, instance, schema) or ()
@@ -176,11 +181,11 @@ def _object_problems(doc: Document, i: int, obj: dict, params: dict[str, dict]) 
         decl = params.get(loop["parameter"])
         if decl is None or decl["type"] not in LIST_TYPES:
             what = "an undeclared parameter" if decl is None else f"a {decl['type']} parameter"
+            lists = ", ".join(n for n, d in params.items() if d["type"] in LIST_TYPES) or "(none declared)"
             problems.append(Diagnostic(f"forEach over {what} ({loop['parameter']!r}); it needs a list",
                                        file=doc.file, line=doc.line_of(at + ("forEach", "parameter")),
                                        field=dotted(at + ("forEach", "parameter")),
-                                       hint="name a parameter of type " + ", ".join(sorted(LIST_TYPES))
-                                            + f": {', '.join(n for n, d in params.items() if d['type'] in LIST_TYPES) or '(none declared)'}"))
+                                       hint="name a parameter of type " + ", ".join(sorted(LIST_TYPES)) + f": {lists}"))
     for d in schema_diagnostics(doc, kind_schema(kind), at=at, templated=True):
         problems.append(replace(d, hint=d.hint or f"see `kubectl explain {kind.lower()} --recursive`"))
     return problems
@@ -236,7 +241,8 @@ def _placeholder_problems(doc: Document, params: dict[str, dict], loop_vars: set
                 if m.group("invalid") is not None:
                     problems.append(Diagnostic(f"broken placeholder at {text[m.start():m.start() + 12]!r}",
                                                file=doc.file, line=doc.line_of(path), field=dotted(path),
-                                               hint="write ${name} with a declared parameter name, or $$ for a literal $"))
+                                               hint="write ${name} with a declared parameter name, "
+                                                    "or $$ for a literal $"))
                     break  # what follows a broken placeholder cannot be read reliably
                 ref = m.group("named") or m.group("braced")
                 if ref is None:
@@ -247,15 +253,18 @@ def _placeholder_problems(doc: Document, params: dict[str, dict], loop_vars: set
                 if name not in params and name not in loop_vars:
                     problems.append(Diagnostic(f"reference to undeclared parameter ${{{ref}}}", file=doc.file,
                                                line=doc.line_of(path), field=dotted(path),
-                                               hint=f"declare it under parameters, or use one of: {', '.join(params) or '(none)'}"))
+                                               hint="declare it under parameters, or use one of: "
+                                                    + (", ".join(params) or "(none)")))
                 elif dot and name in params and params[name]["type"] not in ("labelSelector", "peer"):
-                    problems.append(Diagnostic(f"${{{ref}}}: parameter {name!r} is a {params[name]['type']}, which has no keys",
+                    kind_of = params[name]["type"]
+                    problems.append(Diagnostic(f"${{{ref}}}: parameter {name!r} is a {kind_of}, which has no keys",
                                                file=doc.file, line=doc.line_of(path), field=dotted(path),
-                                               hint="only labelSelector and peer parameters have keys (${peer.namespace})"))
+                                               hint="only labelSelector and peer parameters have keys "
+                                                    "(${peer.namespace})"))
     return problems
 
 
-def strings_in(value: Any, path: PathT = ()):
+def strings_in(value: Any, path: PathT = ()) -> Iterator[tuple[PathT, str]]:
     """(path, text) of every string in a tree of mappings and lists."""
     if isinstance(value, str):
         yield path, value
@@ -322,31 +331,35 @@ def parse_profile(doc: Document) -> Profile:
             continue
         if obj.get("kind") == "Secret":
             problems.append(Diagnostic("harden does not manage Secrets (their values would appear in plans and state)",
-                                       file=doc.file, line=doc.line_of(("objects", i, "kind")), field=f"objects[{i}].kind",
-                                       hint="create Secrets with your secret manager; reference them by name (harden owns only "
-                                            "kubernetes.io/service-account-token Secrets, without data)"))
+                                       file=doc.file, line=doc.line_of(("objects", i, "kind")),
+                                       field=f"objects[{i}].kind",
+                                       hint="create Secrets with your secret manager; reference them by name "
+                                            "(harden owns only kubernetes.io/service-account-token Secrets, "
+                                            "without data)"))
     for i, t in enumerate(data.get("targets", [])):
         for j, c in enumerate(t.get("candidates", [])):
             if c.get("kind") == "Secret":
-                problems.append(Diagnostic("harden does not patch Secrets (their values would appear in plans and state)",
+                problems.append(Diagnostic("harden does not patch Secrets "
+                                           "(their values would appear in plans and state)",
                                            file=doc.file, line=doc.line_of(("targets", i, "candidates", j, "kind")),
                                            field=f"targets[{i}].candidates[{j}].kind",
                                            hint="patch the objects that use the Secret instead"))
+    targets_hint = f"declare it under targets ({', '.join(sorted(target_ids)) or 'none declared'})"
     for i, decl in enumerate(data.get("parameters", [])):
-        if "detect" in decl and "target" not in decl["detect"] and decl["detect"]["from"] in ("podSelector", "namespace"):
-            problems.append(Diagnostic(f"parameter {decl['name']!r} detects {decl['detect']['from']} but names no target",
+        detect = decl.get("detect") or {}
+        if "detect" in decl and "target" not in detect and detect["from"] in ("podSelector", "namespace"):
+            problems.append(Diagnostic(f"parameter {decl['name']!r} detects {detect['from']} but names no target",
                                        file=doc.file, line=doc.line_of(("parameters", i, "detect")),
                                        field=f"parameters[{i}].detect", hint="add target: ID"))
-        elif "detect" in decl and "target" in decl["detect"] and decl["detect"]["target"] not in target_ids:
-            problems.append(Diagnostic(f"parameter {decl['name']!r} detects from unknown target {decl['detect']['target']!r}",
+        elif "detect" in decl and "target" in detect and detect["target"] not in target_ids:
+            problems.append(Diagnostic(f"parameter {decl['name']!r} detects from unknown target {detect['target']!r}",
                                        file=doc.file, line=doc.line_of(("parameters", i, "detect")),
-                                       field=f"parameters[{i}].detect.target",
-                                       hint=f"declare it under targets ({', '.join(sorted(target_ids)) or 'none declared'})"))
+                                       field=f"parameters[{i}].detect.target", hint=targets_hint))
     for i, patch in enumerate(data.get("patches", [])):
         if patch["target"] not in target_ids:
             problems.append(Diagnostic(f"patch names unknown target {patch['target']!r}", file=doc.file,
                                        line=doc.line_of(("patches", i, "target")), field=f"patches[{i}].target",
-                                       hint=f"declare it under targets ({', '.join(sorted(target_ids)) or 'none declared'})"))
+                                       hint=targets_hint))
     if problems:
         raise Diagnostics(problems)
     return profile
@@ -397,7 +410,8 @@ def load_profile(ref: str) -> Profile:
         path = builtin_profiles_dir() / f"{ref}.yaml"
         if not (DNS_LABEL.match(ref) and len(ref) <= 63 and path.exists()):
             raise InputError(f"unknown profile {ref!r}",
-                             hint=f"built-in profiles: {', '.join(builtin_profile_names())}; or pass a path to a profile file")
+                             hint=f"built-in profiles: {', '.join(builtin_profile_names())}; "
+                                  "or pass a path to a profile file")
     docs = load_file(path)
     if len(docs) != 1:
         raise InputError(f"a profile file holds exactly one YAML document, found {len(docs)}", file=str(path),
@@ -469,6 +483,7 @@ def _ip_block(v: dict) -> dict:
     for x in excepts:
         inner = ipaddress.ip_network(_cidr(x), strict=False)
         # The API server rejects an except outside its cidr (networking validation of IPBlock).
+        # typeshed types subnet_of per IP version; the version test before it keeps the pair matched.
         if inner.version != outer.version or not inner.subnet_of(outer):  # type: ignore[arg-type]
             raise ValueError(f"except {x} is not inside cidr {cidr}")
         out.append(x)
@@ -498,7 +513,7 @@ def _peer(v: Any) -> dict:
     raise ValueError(f"expected a CIDR or {{namespace, podSelector}}, got {v!r}")
 
 
-def _typed(kind: type, what: str):
+def _typed(kind: type, what: str) -> Callable[[Any], Any]:
     def check(v: Any) -> Any:
         if isinstance(v, bool) and kind is not bool:
             raise ValueError(f"expected {what}, got {v!r}")
@@ -508,8 +523,8 @@ def _typed(kind: type, what: str):
     return check
 
 
-def _list_of(inner, what: str):
-    def check(v: Any) -> list:
+def _list_of(inner: Callable[[Any], Any], what: str) -> Callable[[Any], list[Any]]:
+    def check(v: Any) -> list[Any]:
         if isinstance(v, str):
             v = [x.strip() for x in v.split(",") if x.strip()]
         if not isinstance(v, list):
@@ -598,7 +613,8 @@ def parse_set(pairs: list[str], problems: list[Diagnostic]) -> dict[str, Value]:
         key, eq, raw = pair.partition("=")
         if not eq or not key:
             problems.append(Diagnostic(f"--set {pair!r} is not KEY=VALUE", field=f"--set {pair}",
-                                       hint="write --set namespace=argo or --set metrics-ingress.prometheusNamespace=monitoring"))
+                                       hint="write --set namespace=argo "
+                                            "or --set metrics-ingress.prometheusNamespace=monitoring"))
             continue
         # Parsed by the same YAML reader as files (no aliases, tags or deep nesting); what it refuses
         # is taken as the text it is, which the parameter's type then accepts or reports.
@@ -650,7 +666,8 @@ def select(profile_refs: list[str], stack_file: str | None, sets: list[str]) -> 
             ref = entry["profile"]
             if ("/" in ref or ref.endswith((".yaml", ".yml"))) and not Path(ref).is_absolute():
                 ref = str(Path(stack_file).parent / ref)  # profile paths are relative to the stack file
-            entries.append((ref, with_values, (doc.file, doc.line_of(("profiles", i, "profile")), f"profiles[{i}].profile")))
+            where = (doc.file, doc.line_of(("profiles", i, "profile")), f"profiles[{i}].profile")
+            entries.append((ref, with_values, where))
     for ref in profile_refs:
         entries.append((ref, {}, (None, None, f"--profile {ref}")))
     if not entries and stack_file:
@@ -699,7 +716,8 @@ def select(profile_refs: list[str], stack_file: str | None, sets: list[str]) -> 
                 given[k] = v
         items.append(Selected(profile, resolve_values(profile, given, problems), frozenset(given)))
 
-    known = {f"{s.profile.name}.{p}" for s in items for p in s.profile.parameters} | {p for s in items for p in s.profile.parameters}
+    known = ({f"{s.profile.name}.{p}" for s in items for p in s.profile.parameters}
+             | {p for s in items for p in s.profile.parameters})
     for k, v in cli_values.items():
         if k not in known:
             problems.append(Diagnostic(f"no selected profile has parameter {k!r}", field=v.field,
@@ -707,7 +725,8 @@ def select(profile_refs: list[str], stack_file: str | None, sets: list[str]) -> 
     for k, v in shared.items():
         if k not in known:
             problems.append(Diagnostic(f"no selected profile has parameter {k!r}", file=v.file, line=v.line,
-                                       field=v.field, hint=f"known: {', '.join(sorted(p for p in known if '.' not in p))}"))
+                                       field=v.field,
+                                       hint=f"known: {', '.join(sorted(p for p in known if '.' not in p))}"))
     if problems:
         raise Diagnostics(problems)
     return Selection(stack_name, tuple(items), {"profiles": [s.profile.name for s in items],

@@ -52,10 +52,7 @@ def select_paths(body: Obj, paths: list[str], keys: MergeKeys) -> Obj:
         value: Any = copy.deepcopy(get_at(body, path))
         for i in range(len(path) - 1, -1, -1):
             p = path[i]
-            if isinstance(p, tuple):
-                value = [{p[0]: p[1], **(value if isinstance(value, dict) else {})}]
-            else:
-                value = {p: value}
+            value = [{p[0]: p[1], **(value if isinstance(value, dict) else {})}] if isinstance(p, tuple) else {p: value}
         out = merge_partial(out, value, keys)
     return out
 

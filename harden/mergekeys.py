@@ -20,10 +20,11 @@ show more drift, never hide it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 
 class ListType(str, Enum):
@@ -42,7 +43,7 @@ class MergeKeys:
     def key(self, field_name: Any) -> str | None:
         return self.keyed.get(field_name) if isinstance(field_name, str) else None
 
-    def over(self, fallback: "MergeKeys", decided: Iterable[str]) -> "MergeKeys":
+    def over(self, fallback: MergeKeys, decided: Iterable[str]) -> MergeKeys:
         """This table for the fields in `decided`, `fallback` for every other field."""
         decided = set(decided)
         keyed = {f: k for f, k in fallback.keyed.items() if f not in decided} | dict(self.keyed)

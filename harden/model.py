@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from . import __version__
@@ -43,14 +43,14 @@ class ResourceKey:
     name: str
 
     @classmethod
-    def of(cls, obj: Obj) -> "ResourceKey":
+    def of(cls, obj: Obj) -> ResourceKey:
         api_version = obj.get("apiVersion", "")
         group = api_version.split("/")[0] if "/" in api_version else ""
         meta = obj.get("metadata") or {}
         return cls(group, obj.get("kind", ""), meta.get("namespace") or "", meta.get("name", ""))
 
     @classmethod
-    def parse(cls, text: str) -> "ResourceKey":
+    def parse(cls, text: str) -> ResourceKey:
         """Inverse of `str()`: `[group/]Kind/[namespace/]name`, e.g. `networking.k8s.io/NetworkPolicy/argo/x`."""
         parts = text.split("/")
         if len(parts) == 4:
@@ -119,11 +119,11 @@ class SourceRef:
     file: str | None = None
     line: int | None = None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"file": self.file, "line": self.line}
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "SourceRef":
+    def from_dict(cls, d: dict[str, Any] | None) -> SourceRef:
         d = d or {}
         return cls(d.get("file"), d.get("line"))
 
@@ -136,11 +136,11 @@ class Restore:
     body: Obj
     manager: str
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"body": self.body, "manager": self.manager}
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "Restore | None":
+    def from_dict(cls, d: dict[str, Any] | None) -> Restore | None:
         if d is None:
             return None
         return cls(d.get("body") or {}, d.get("manager") or f"{MANAGER}-release")
@@ -152,7 +152,7 @@ class FieldChange:
     before: Any
     after: Any
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "before": self.before, "after": self.after}
 
 
@@ -164,7 +164,7 @@ class FieldConflict:
     manager: str
     operation: str
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "manager": self.manager, "operation": self.operation}
 
 
@@ -191,7 +191,7 @@ class Change:
         """The profiles as one label, for display."""
         return ", ".join(self.profiles)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "key": self.key.to_dict(),
             "address": str(self.key),
@@ -212,7 +212,7 @@ class Change:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Change":
+    def from_dict(cls, d: dict[str, Any]) -> Change:
         return cls(
             key=ResourceKey(**d["key"]),
             api_version=d["apiVersion"],
@@ -244,13 +244,13 @@ class TargetReport:
     candidates: tuple[str, ...]
     optional: bool
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"profile": self.profile, "target": self.target, "description": self.description,
                 "chosen": self.chosen, "key": self.key, "candidates": list(self.candidates),
                 "optional": self.optional}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TargetReport":
+    def from_dict(cls, d: dict[str, Any]) -> TargetReport:
         return cls(d["profile"], d["target"], d.get("description", ""), d.get("chosen"), d.get("key"),
                    tuple(d.get("candidates", ())), bool(d.get("optional")))
 
@@ -264,11 +264,11 @@ class Detected:
     value: Any
     source: str  # the target it was read from, described
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"profile": self.profile, "parameter": self.parameter, "value": self.value, "from": self.source}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Detected":
+    def from_dict(cls, d: dict[str, Any]) -> Detected:
         return cls(d["profile"], d["parameter"], d.get("value"), d.get("from", ""))
 
 
@@ -291,7 +291,7 @@ class Finding:
     source: str | None = None  # profile file, for SARIF locations
     line: int | None = None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d = {"profile": self.profile, "id": self.id, "passed": self.passed,
              "severity": self.severity.value, "message": self.message, "kind": self.kind}
         if self.source:
@@ -301,7 +301,7 @@ class Finding:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Finding":
+    def from_dict(cls, d: dict[str, Any]) -> Finding:
         return cls(profile=d["profile"], id=d["id"], passed=d["passed"], severity=Severity(d["severity"]),
                    message=d["message"], kind=d.get("kind", "check"), source=d.get("source"),
                    line=d.get("line"))
@@ -316,9 +316,9 @@ class Plan:
     findings: tuple[Finding, ...] = ()
     targets: tuple[TargetReport, ...] = ()  # which object each profile target resolved to (or none)
     detected: tuple[Detected, ...] = ()     # parameter values read from the install (detect:)
-    impact: dict = field(default_factory=dict)
-    source: dict = field(default_factory=dict)
-    selection: dict = field(default_factory=dict)
+    impact: dict[str, Any] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)
+    selection: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
     harden_version: str = ""
 
@@ -339,7 +339,7 @@ class Plan:
     def failed_findings(self) -> tuple[Finding, ...]:
         return tuple(f for f in self.findings if not f.passed and f.severity is Severity.ERROR)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "formatVersion": PLAN_FORMAT,
             "hardenVersion": self.harden_version,
@@ -358,7 +358,7 @@ class Plan:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Plan":
+    def from_dict(cls, d: dict[str, Any]) -> Plan:
         return cls(
             stack=d["stack"], lineage=d.get("lineage"), serial=d["serial"],
             changes=tuple(Change.from_dict(c) for c in d["changes"]),
@@ -376,13 +376,14 @@ class Live:
 
     objects: dict[ResourceKey, Obj] = field(default_factory=dict)
     kinds: set[tuple[str, str]] = field(default_factory=set)
-    source: dict = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)
 
     def get(self, key: ResourceKey) -> Obj | None:
         return self.objects.get(key)
 
     def of_kind(self, kind: str, namespace: str | None = None) -> list[Obj]:
-        return [o for k, o in self.objects.items() if k.kind == kind and (namespace is None or k.namespace == namespace)]
+        return [o for k, o in self.objects.items()
+                if k.kind == kind and (namespace is None or k.namespace == namespace)]
 
     def all(self) -> list[Obj]:
         return list(self.objects.values())
@@ -401,7 +402,7 @@ class Record:
     field_paths: tuple[str, ...] = ()
     restore: Restore | None = None  # patches: the fields' values and owner before harden
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"key": self.key, "apiVersion": self.api_version, "kind": self.kind.value,
                              "profiles": list(self.profiles), "digest": self.digest}
         if self.field_paths:
@@ -411,7 +412,7 @@ class Record:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Record":
+    def from_dict(cls, d: dict[str, Any]) -> Record:
         # State format 1 joined several profiles into one string: "a, b".
         profiles = tuple(d["profiles"]) if "profiles" in d else tuple(d["profile"].split(", "))
         return cls(d["key"], d["apiVersion"], ChangeKind(d["kind"]), profiles, d["digest"],
@@ -426,17 +427,17 @@ class State:
     records: dict[str, Record] = field(default_factory=dict)
     updated_at: str = ""
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"formatVersion": STATE_FORMAT, "hardenVersion": __version__, "stack": self.stack,
                 "lineage": self.lineage, "serial": self.serial, "updatedAt": self.updated_at,
                 "records": {k: r.to_dict() for k, r in sorted(self.records.items())}}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "State":
+    def from_dict(cls, d: dict[str, Any]) -> State:
         return cls(d["stack"], d.get("lineage"), d.get("serial", 0),
                    {k: Record.from_dict(r) for k, r in d.get("records", {}).items()}, d.get("updatedAt", ""))
 
-    def with_records(self, records: dict[str, Record]) -> "State":
+    def with_records(self, records: dict[str, Record]) -> State:
         """The next serial of this state (a new lineage on first write)."""
         return replace(self, lineage=self.lineage or str(uuid.uuid4()), serial=self.serial + 1,
-                       records=dict(records), updated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                       records=dict(records), updated_at=datetime.now(UTC).isoformat(timespec="seconds"))

@@ -16,7 +16,8 @@ mutated, and a large plan does not pay for copying every object it compares.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .model import Obj
 
@@ -51,7 +52,7 @@ OMITTED_WHEN_EMPTY = {"matchLabels", "matchExpressions", "labels", "annotations"
 def drop_empty(value: Any) -> Any:
     """The generic normalizer: fields in OMITTED_WHEN_EMPTY that are empty are dropped, at any depth."""
     if isinstance(value, dict):
-        out: dict | None = None
+        out: dict[str, Any] | None = None
         for k, v in value.items():
             if k in OMITTED_WHEN_EMPTY and v in ({}, [], None):
                 out = out if out is not None else dict(value)
@@ -64,11 +65,11 @@ def drop_empty(value: Any) -> Any:
         return value if out is None else out
     if isinstance(value, list):
         items = [drop_empty(v) for v in value]
-        return value if all(a is b for a, b in zip(items, value)) else items
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
     return value
 
 
-def _netpol_rules(rules: list | None) -> list | None:
+def _netpol_rules(rules: list[Any] | None) -> list[Any] | None:
     # NetworkPolicyPort.protocol defaults to TCP (k8s.io/api networking/v1/types.go), and a rule's
     # empty `ports`/`from`/`to` read back absent.
     if rules is None:
@@ -122,6 +123,7 @@ def _binding(obj: Obj) -> Obj:
     subjects = obj.get("subjects")
     if not subjects or all("apiGroup" in s for s in subjects):
         return obj
-    return {**obj, "subjects": [s if "apiGroup" in s else
-                                {**s, "apiGroup": "" if s.get("kind") == "ServiceAccount" else "rbac.authorization.k8s.io"}
-                                for s in subjects]}
+    def group(s: dict[str, Any]) -> str:
+        return "" if s.get("kind") == "ServiceAccount" else "rbac.authorization.k8s.io"
+
+    return {**obj, "subjects": [s if "apiGroup" in s else {**s, "apiGroup": group(s)} for s in subjects]}

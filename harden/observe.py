@@ -9,9 +9,10 @@ redacted here, at the edge, so nothing downstream can leak them.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Iterable, Protocol
+from typing import Any, Protocol
 
 from .errors import Forbidden, InputError
 from .mergekeys import BUILTIN, MergeKeys, from_openapi, openapi_paths
@@ -57,8 +58,19 @@ def _index(objs: Iterable[Obj], kinds: set[tuple[str, str]], source: dict) -> Li
     return live
 
 
+class Reader(Protocol):
+    """What observe needs of the Kubernetes client (harden.kube.KubeClient), which it may not import."""
+
+    context: str
+    host: str
+
+    def list(self, api_version: str, kind: str, namespace: str | None = None) -> list[Obj]: ...
+
+    def openapi(self, path: str) -> dict[str, Any] | None: ...
+
+
 class ClusterSource:
-    def __init__(self, client, parallelism: int = 6) -> None:
+    def __init__(self, client: Reader, parallelism: int = 6) -> None:
         self.client = client
         self.parallelism = parallelism
 
@@ -71,10 +83,10 @@ class ClusterSource:
             # The first failure ends the read: a dead connection costs one request timeout, not
             # one per batch of kinds.
             wait(futures, return_when=FIRST_EXCEPTION)
-            failed = [f.exception() for f in futures if f.done() and not f.cancelled()
-                      and f.exception() is not None and not isinstance(f.exception(), NotStarted)]
+            failed = [e for f in futures if f.done() and not f.cancelled()
+                      and (e := f.exception()) is not None and not isinstance(e, NotStarted)]
             if failed:
-                raise failed[0]  # type: ignore[misc]
+                raise failed[0]
             objs = [o for f in futures for o in f.result()]
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -107,10 +119,12 @@ class SnapshotSource:
         objs: list[Obj] = []
         for f in files:
             for doc in load_file(f):
-                items = doc.data.get("items", []) if isinstance(doc.data, dict) and doc.data.get("kind", "").endswith("List") else [doc.data]
+                is_list = isinstance(doc.data, dict) and doc.data.get("kind", "").endswith("List")
+                items = doc.data.get("items", []) if is_list else [doc.data]
                 for obj in items:
                     if not isinstance(obj, dict) or "kind" not in obj or "metadata" not in obj:
-                        raise InputError("not a Kubernetes object (no kind or metadata)", file=str(f), line=doc.start_line,
+                        raise InputError("not a Kubernetes object (no kind or metadata)", file=str(f),
+                                         line=doc.start_line,
                                          hint="a snapshot holds manifests or `kubectl get -o yaml` output")
                     if obj["kind"] not in CLUSTER_SCOPED:
                         obj["metadata"].setdefault("namespace", self.default_namespace)

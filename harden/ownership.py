@@ -16,9 +16,10 @@ An empty set under a field means the field is owned whole (an atomic list, a sca
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
-from .fieldpath import get_at, path_text, split_path, step
+from .fieldpath import Step, get_at, path_text, split_path, step
 from .mergekeys import MergeKeys
 from .model import MANAGER, FieldChange, FieldConflict, Obj
 
@@ -27,7 +28,7 @@ def _entry_token(key: str, value: Any) -> str:
     return "k:" + json.dumps({key: value}, separators=(",", ":"))
 
 
-def _owns(fields: dict, path: list, live_at: Any, keys: MergeKeys) -> bool:
+def _owns(fields: dict[str, Any], path: list[Step], live_at: Any, keys: MergeKeys) -> bool:
     """Whether a fieldsV1 set covers `path` (walking keyed lists by their merge key)."""
     node = fields
     cur = live_at
@@ -86,7 +87,7 @@ def owned_by(live: Obj | None, paths: list[str], manager: str, keys: MergeKeys) 
     return out
 
 
-def _atomic_prefix(path: list, keys: MergeKeys) -> str:
+def _atomic_prefix(path: list[Step], keys: MergeKeys) -> str:
     """Report a conflict on the field that is owned as a whole (`rules`, not `rules[0].verbs[3]`)."""
     for i, p in enumerate(path):
         if isinstance(p, int) and (i == 0 or not keys.key(path[i - 1])):
@@ -94,7 +95,7 @@ def _atomic_prefix(path: list, keys: MergeKeys) -> str:
     return path_text(path)
 
 
-def _owned_leaves(fields: dict, path: list):
+def _owned_leaves(fields: dict[str, Any], path: list[Step]) -> Iterator[list[Step]]:
     """Leaf field paths of a fieldsV1 set (`f:spec` -> spec, `k:{"name":"x"}` -> [name=x])."""
     children = {k: v for k, v in fields.items() if k != "."}
     if not children:
@@ -115,7 +116,7 @@ def _owned_leaves(fields: dict, path: list):
             return
 
 
-def _declares(desired: Any, path: list) -> bool:
+def _declares(desired: Any, path: list[Step]) -> bool:
     node = desired
     for p in path:
         if not (isinstance(p, tuple) or isinstance(node, dict)):

@@ -10,7 +10,8 @@ checks a shared `stop` event itself, and a failing task sets it.
 from __future__ import annotations
 
 import threading
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 

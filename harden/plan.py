@@ -17,21 +17,42 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
 from . import __version__
 from .diff import diff_fields
 from .errors import Diagnostic, Diagnostics
-from .merge import merge_partial, restore_shape, select_paths
-from .mergekeys import BUILTIN, MergeKeys
-from .model import (ANNOTATION_ORIGINAL, LABEL_MANAGED_BY, LABEL_PROFILE, LABEL_STACK, MANAGER, Action, Change, ChangeKind, Detected,
-                    FieldChange, Live, Obj, Phase, Plan, Record, ResourceKey, Restore, SourceRef, State, TargetReport,
-                    field_manager)
 from .graph import flag_values, workload_args
 from .load import Selected
+from .merge import merge_partial, restore_shape, select_paths
+from .mergekeys import BUILTIN, MergeKeys
+from .model import (
+    ANNOTATION_ORIGINAL,
+    LABEL_MANAGED_BY,
+    LABEL_PROFILE,
+    LABEL_STACK,
+    MANAGER,
+    Action,
+    Change,
+    ChangeKind,
+    Detected,
+    FieldChange,
+    Live,
+    Obj,
+    Phase,
+    Plan,
+    Record,
+    ResourceKey,
+    Restore,
+    SourceRef,
+    State,
+    TargetReport,
+    field_manager,
+)
 from .ownership import conflicts, dropped_fields, owned_by
 from .render import Candidate, PatchIntent, Rendered, Target, identity, materialize
 
@@ -145,7 +166,7 @@ def api_server_endpoints(live: Live) -> tuple[list[str], list[int]] | None:
 
 
 def make_plan(rendered: list[Rendered], live: Live, state: State, stack: str, *,
-              destroy_profiles: set[str] | None = None, selection: dict | None = None,
+              destroy_profiles: set[str] | None = None, selection: dict[str, Any] | None = None,
               profile_files: dict[str, str] | None = None, created_at: str = "", keys: MergeKeys = BUILTIN) -> Plan:
     """Build the plan. `destroy_profiles` (destroy mode) plans removal of what those profiles own.
     `keys`: the list merge strategies of the cluster planned against (the built-in table offline)."""
@@ -223,9 +244,9 @@ def make_plan(rendered: list[Rendered], live: Live, state: State, stack: str, *,
     for key, obj in sorted(live.objects.items()):
         if str(key) in wanted or str(key) in state.records:
             continue
-        rec = original_record(obj, stack)
-        if rec is not None and (not destroy_profiles or destroy_profiles & set(rec.profiles)):
-            changes.append(_removal(key, rec, live, keys))
+        original = original_record(obj, stack)
+        if original is not None and (not destroy_profiles or destroy_profiles & set(original.profiles)):
+            changes.append(_removal(key, original, live, keys))
     known = wanted | set(state.records)
     for key, obj in sorted(live.objects.items()):
         labels = (obj.get("metadata") or {}).get("labels") or {}
@@ -243,7 +264,7 @@ def make_plan(rendered: list[Rendered], live: Live, state: State, stack: str, *,
 
 
 def _other_stack(live: Obj | None, stack: str) -> str | None:
-    labels = ((live or {}).get("metadata") or {}).get("labels") or {}
+    labels: dict[str, str] = ((live or {}).get("metadata") or {}).get("labels") or {}
     if labels.get(LABEL_MANAGED_BY) == MANAGER and labels.get(LABEL_STACK) not in (None, stack):
         return labels[LABEL_STACK]
     return None
@@ -393,7 +414,7 @@ def _removal(key: ResourceKey, rec: Record, live: Live, keys: MergeKeys) -> Chan
                           fields=tuple(FieldChange(p, v, None) for p, v in _top_fields(obj)) if obj else ()))
 
 
-def _top_fields(obj: Obj):
+def _top_fields(obj: Obj) -> Iterator[tuple[str, Any]]:
     for k in ("spec", "rules", "subjects", "roleRef", "data"):
         if k in obj:
             yield k, obj[k]
@@ -422,11 +443,11 @@ def predict(live: Live, plan: Plan, keys: MergeKeys = BUILTIN) -> list[Obj]:
 
 def _strategic(base: Obj, patch: Obj, keys: MergeKeys) -> Obj:
     """Enough of a strategic merge for restore patches: None deletes, keyed lists merge."""
-    merged = merge_partial(base, patch, keys)
-    return _drop_none(merged)
+    merged: Obj = _drop_none(merge_partial(base, patch, keys))
+    return merged
 
 
-def _drop_none(v):
+def _drop_none(v: Any) -> Any:
     if isinstance(v, dict):
         return {k: _drop_none(x) for k, x in v.items() if x is not None}
     if isinstance(v, list):

@@ -26,7 +26,8 @@ def read_plan(path: str) -> Plan:
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise InputError(f"plan file not found: {path}", file=path, hint="create one with `harden plan --out FILE`") from None
+        raise InputError(f"plan file not found: {path}", file=path,
+                         hint="create one with `harden plan --out FILE`") from None
     except (OSError, ValueError) as exc:
         raise InputError(f"not a harden plan file ({type(exc).__name__}: {exc})", file=path,
                          hint="plan files are written by `harden plan --out`") from None

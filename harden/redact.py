@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Iterator
+from typing import Any
 
 from .model import Obj
 
@@ -18,7 +20,7 @@ SECRETISH = re.compile(r"(pass(word|wd)?|secret|token|credential|private|api[-_]
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
-def _containers(obj: Obj):
+def _containers(obj: Obj) -> Iterator[dict[str, Any]]:
     spec = obj.get("spec") or {}
     for pod in (spec, (spec.get("template") or {}).get("spec") or {},
                 (((spec.get("jobTemplate") or {}).get("spec") or {}).get("template") or {}).get("spec") or {}):

@@ -13,6 +13,7 @@ inside a ConfigMap key) are rendered as intents here and materialized against th
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,9 +79,9 @@ class Rendered:
     objects: tuple[DesiredObject, ...]
     targets: tuple[Target, ...]
     patches: tuple[PatchIntent, ...]
-    checks: tuple[dict, ...]
-    expectations: tuple[dict, ...]
-    values: dict = field(default_factory=dict)
+    checks: tuple[dict[str, Any], ...]
+    expectations: tuple[dict[str, Any], ...]
+    values: dict[str, Any] = field(default_factory=dict)
 
 
 def substitute(value: Any, values: dict[str, Any], texts: dict[str, str] | None = None) -> Any:
@@ -108,7 +109,7 @@ def substitute(value: Any, values: dict[str, Any], texts: dict[str, str] | None 
     return value
 
 
-def _substitute(profile: Profile, at: tuple, value: Any, values: dict[str, Any], texts: dict[str, str]) -> Any:
+def _substitute(profile: Profile, at: tuple[Any, ...], value: Any, values: dict[str, Any], texts: dict[str, str]) -> Any:
     """`substitute`, with a reference to a key the given value lacks (`${labels.tier}` when the
     labels have no `tier`) reported at the profile line that makes it."""
     try:
@@ -163,13 +164,13 @@ def render_value(v: Any, kind: str) -> Any:
     return v
 
 
-def _peer_text(v: dict) -> str:
+def _peer_text(v: dict[str, Any]) -> str:
     if "cidr" in v:
-        return v["cidr"]
+        return str(v["cidr"])
     return f"{v.get('namespace', '')}/" + _text(v.get("podSelector") or {}) if "namespace" in v else _text(v.get("podSelector") or {})
 
 
-def _when(cond: dict | None, values: dict[str, Any]) -> bool:
+def _when(cond: dict[str, Any] | None, values: dict[str, Any]) -> bool:
     if not cond:
         return True
     v = values.get(cond["parameter"])
@@ -188,7 +189,7 @@ def _when(cond: dict | None, values: dict[str, Any]) -> bool:
 PATCH_OPS = ("set", "restrictVerbs", "containerArgs", "configMapYaml")
 
 
-class _Texts(dict):
+class _Texts(dict[str, str]):
     """Texts of values; a `${graph.…}` reference before the install is known renders empty (the first
     render only tells observe which kinds to read)."""
 
@@ -220,7 +221,7 @@ def graph_values(install: Install | None) -> dict[str, Any]:
     return out
 
 
-def _graph_candidates(t: dict, install: Install | None) -> tuple[Candidate, ...]:
+def _graph_candidates(t: dict[str, Any], install: Install | None) -> tuple[Candidate, ...]:
     comp = install.component(t["component"]) if install else None
     if comp is None:
         return ()
@@ -263,7 +264,7 @@ def render(selected: Selected, stack: str, install: Install | None = None) -> Re
         loop = raw.get("forEach")
         items: list[Any] = [None]
         if loop:
-            items = raw_values.get(loop["parameter"])  # type: ignore[assignment]
+            items = raw_values.get(loop["parameter"])  # type: ignore[assignment]  # not a list: refused below
             if not isinstance(items, list):
                 # Load admits only list parameters; no value at all is no list either, and dropping
                 # the object silently would hide that it is missing.
@@ -321,7 +322,8 @@ def identity(obj: Obj) -> Obj:
     return out
 
 
-def restrict_rules(rules: list[dict], verbs: list[str], drop_resources: list[str] = ()) -> list[dict]:
+def restrict_rules(rules: list[dict[str, Any]], verbs: list[str],
+                   drop_resources: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Keep only `verbs` in every rule, drop listed resources, and drop rules left empty."""
     allowed = set(verbs)
     out = []
@@ -390,7 +392,7 @@ def edit_args(args: list[str], set_flags: dict[str, Any], remove: list[str],
     return out
 
 
-def _container(live: Obj, name: str) -> tuple[list[str], dict]:
+def _container(live: Obj, name: str) -> tuple[list[str], dict[str, Any]]:
     pod = ["spec"] if live["kind"] == "Pod" else ["spec", "template", "spec"]
     c = get_at(live, pod + ["containers", ("name", name)])
     if c is None:
@@ -421,7 +423,7 @@ def materialize(intent: PatchIntent, live: Obj) -> tuple[Obj, list[str]]:
     raise ValueError(op)
 
 
-def _leaf_map_paths(value: Any, path: tuple[str, ...]):
+def _leaf_map_paths(value: Any, path: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
     """Paths of the fields a `set` patch declares: mapping keys down to the first non-mapping."""
     if isinstance(value, dict) and value:
         for k, v in value.items():

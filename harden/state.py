@@ -19,10 +19,10 @@ import os
 import socket
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator
 
 from .errors import InputError, LockHeld
 from .model import STATE_FORMAT, Record, State
@@ -45,7 +45,8 @@ class FileBackend:
             return State(self.stack)
         except (OSError, ValueError) as exc:
             raise InputError(f"state file is unreadable: {exc}", file=str(self.path),
-                             hint="restore it from version control or a backup; harden never writes a partial file") from None
+                             hint="restore it from version control or a backup; "
+                                  "harden never writes a partial file") from None
         if not isinstance(data, dict):
             raise InputError("state file is not a harden state file (not a JSON object)", file=str(self.path),
                              hint="restore it from version control or a backup")
@@ -88,7 +89,7 @@ class FileBackend:
                                        hint="wait for it to finish, or pass --lock-timeout DURATION to wait") from None
                     time.sleep(0.2)
             info = {"pid": os.getpid(), "host": socket.gethostname(), "operation": what,
-                    "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                    "since": datetime.now(UTC).isoformat(timespec="seconds")}
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(info).encode(), 0)
             try:

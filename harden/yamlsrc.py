@@ -65,7 +65,7 @@ class _Loader(yaml.SafeLoader):
         self.file = file
         self.depth = 0
 
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise InputError(f"YAML aliases are not supported (*{event.anchor})", file=self.file,

@@ -30,11 +30,11 @@ def evaluate(objects: list[dict[str, Any]], expectation: dict[str, Any]) -> tupl
     if "value" in expectation:
         return _value(objects, expectation["value"])
     p = expectation["permission"]
-    decision = rbac.check(objects, p["subject"], p["verb"], p["resource"], p.get("namespace"))
+    grant = rbac.check(objects, p["subject"], p["verb"], p["resource"], p.get("namespace"))
     want = bool(p["allowed"])
     where = f" in {p['namespace']}" if p.get("namespace") else " cluster-wide"
-    ok = decision.allowed == want
-    verdict = "may" if decision.allowed else "may not"
+    ok = grant.allowed == want
+    verdict = "may" if grant.allowed else "may not"
     return ok, (f"{p['subject']} {verdict} {p['verb']} {p['resource']}{where}"
                 + ("" if ok else ", expected the opposite"))
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import yaml
 
@@ -61,7 +62,7 @@ class NeedResult:
                 "brokenBy": list(self.broken_by)}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "NeedResult":
+    def from_dict(cls, d: Mapping[str, Any]) -> NeedResult:
         return cls(d["install"], d["component"], d["need"], d["kind"], NeedStatus(d["status"]), d["message"],
                    d.get("why", ""), d.get("source", ""), tuple(d.get("brokenBy", ())))
 
@@ -109,7 +110,7 @@ def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _defaults_spec(state: "_State", install: Install) -> dict[str, Any]:
+def _defaults_spec(state: _State, install: Install) -> dict[str, Any]:
     """workflowDefaults.spec, or {} when the ConfigMap holds none (or something that is no mapping)."""
     return _mapping(_workflow_defaults(state, install).get("spec"))
 
@@ -193,7 +194,7 @@ def _flag_values(args: Sequence[str], name: str) -> list[str]:
 
 
 # Conditions a need may carry (`when:`), each read from the state being evaluated.
-def _condition(when: str | None, install: Install, state: _State, subject: "_Subject | None" = None) -> bool | None:
+def _condition(when: str | None, install: Install, state: _State, subject: _Subject | None = None) -> bool | None:
     if not when:
         return True
     spec_defaults = _defaults_spec(state, install)
@@ -229,7 +230,7 @@ _PARAM_PREFIX = {"application-controller": "controller", "server": "server",
                  "applicationset-controller": "applicationsetcontroller"}
 
 
-def _strict_tls(when: str, install: Install, state: _State, subject: "_Subject | None") -> bool:
+def _strict_tls(when: str, install: Install, state: _State, subject: _Subject | None) -> bool:
     comp = subject.component if subject else None
     if comp is None:
         return False
@@ -239,7 +240,7 @@ def _strict_tls(when: str, install: Install, state: _State, subject: "_Subject |
         return True
     params = state.by_key.get(ResourceKey("", "ConfigMap", install.namespace, "argocd-cmd-params-cm")) or {}
     prefix = _PARAM_PREFIX.get(comp.name)
-    return bool(prefix) and str(((params.get("data") or {}).get(f"{prefix}.{key}") or "")).lower() == "true"
+    return bool(prefix) and str((params.get("data") or {}).get(f"{prefix}.{key}") or "").lower() == "true"
 
 
 def _managed_namespace(install: Install, subject: _Subject, before: _State) -> str | None:
@@ -285,8 +286,8 @@ def _flow_target(need: Mapping[str, Any], install: Install, state: _State,
             return [], None, f"{to.split(':', 1)[1]} is not part of this install"
         group = next((g for g in state.net.groups if g.namespace == other.namespace
                       and g.name == f"{other.workload.kind.lower()}/{other.workload.name}"), None)
-        ports = group.ports if group else ()
-        return [netpol.PodEndpoint(other.namespace, other.pod_labels, ports)], str(port) if port else None, ""
+        other_ports = group.ports if group else ()
+        return [netpol.PodEndpoint(other.namespace, other.pod_labels, other_ports)], str(port) if port else None, ""
     if to.startswith("parameter:"):
         value = _parameter(parameters, to.split(":", 1)[1])
         if not value:
@@ -305,7 +306,7 @@ def _flow_target(need: Mapping[str, Any], install: Install, state: _State,
 def _holds(need: Mapping[str, Any], install: Install, subject: _Subject, state: _State, before: _State,
            parameters: Mapping[str, Any]) -> tuple[bool | None, str]:
     """(True/False, message) or (None, why it cannot be decided)."""
-    sub = next((need[k] for k in ("permission", "flow", "object", "probe") if k in need), {})
+    sub: Mapping[str, Any] = next((need[k] for k in ("permission", "flow", "object", "probe") if k in need), {})
     applies = _condition(sub.get("when") or need.get("when"), install, state, subject)
     if applies is None:
         return None, f"unknown condition {sub.get('when') or need.get('when')!r}"
@@ -318,7 +319,8 @@ def _holds(need: Mapping[str, Any], install: Install, subject: _Subject, state: 
             _managed_namespace(install, subject, before) if scope == "managed" else subject.namespace)
         decision = rbac.check(state.rbac, subject.subject, p["verb"], p["resource"], ns, p.get("resourceName"))
         where = f" in {ns}" if ns else " cluster-wide"
-        return decision.allowed, f"{subject.subject} {'may' if decision.allowed else 'may not'} {p['verb']} {p['resource']}{where}"
+        may = "may" if decision.allowed else "may not"
+        return decision.allowed, f"{subject.subject} {may} {p['verb']} {p['resource']}{where}"
     if "flow" in need and "from" in need["flow"]:
         return _ingress(need["flow"], install, subject, state, parameters)
     if "flow" in need:
@@ -407,7 +409,8 @@ def _probe(p: Mapping[str, Any], subject: _Subject, state: _State) -> tuple[bool
     if obj is None:
         return False, f"{comp.workload.display()} is gone"
     containers = ((((obj.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or [])
-    container = next((c for c in containers if c.get("name") == p.get("container")), containers[0] if containers else None)
+    container = next((c for c in containers if c.get("name") == p.get("container")),
+                     containers[0] if containers else None)
     if container is None:
         return None, "no container"
     args = [str(x) for x in (container.get("command") or []) + (container.get("args") or [])]
@@ -474,8 +477,9 @@ def evaluate(installs: Sequence[tuple[Install, Sequence[ComponentSpec]]], before
     for install, specs in installs:
         for spec in specs:
             namespaces = [str(n) for n in parameters.get("workflowNamespaces") or []]
+            # Both sides list the same namespaces; a component missing on one side yields nothing there.
             for subject, after_subject in zip(_subjects(spec, install, b, namespaces),
-                                              _subjects(spec, install, a, namespaces)):
+                                              _subjects(spec, install, a, namespaces), strict=False):
                 for need in spec.needs:
                     held, _ = _holds(need, install, subject, b, b, parameters)
                     holds, message = _holds(need, install, after_subject, a, b, parameters)

@@ -58,7 +58,7 @@ import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Union
+from typing import Any
 
 from harden.impact.selectors import flatten_objects, selector_matches
 
@@ -87,7 +87,7 @@ __all__ = [
 NS_NAME_LABEL = "kubernetes.io/metadata.name"
 ANY_PORT = "*"
 
-IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Labels = tuple[tuple[str, str], ...]
 
 _TEMPLATE_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController", "Job"})
@@ -197,7 +197,7 @@ class CidrEndpoint:
         return {"cidr": str(self.network), "ports": [p.label for p in self.ports]}
 
 
-Endpoint = Union[PodEndpoint, CidrEndpoint]
+Endpoint = PodEndpoint | CidrEndpoint
 
 
 # --------------------------------------------------------------------------- object parsing
@@ -301,7 +301,8 @@ class NetworkModel:
         groups: list[PodGroup] = []
         for obj in flatten_objects(objects):
             kind = obj.get("kind")
-            if kind == "NetworkPolicy" and str(obj.get("apiVersion", "networking.k8s.io/v1")).startswith("networking.k8s.io/"):
+            api_version = str(obj.get("apiVersion", "networking.k8s.io/v1"))
+            if kind == "NetworkPolicy" and api_version.startswith("networking.k8s.io/"):
                 policies.append(_Policy.from_object(obj))
             elif kind == "Namespace":
                 name = str(_meta(obj).get("name") or "")
@@ -447,6 +448,7 @@ def _ip_block_contains(block: Mapping[str, Any], net: IPNetwork) -> bool:
         cidr = ipaddress.ip_network(str(block.get("cidr")), strict=False)
     except ValueError:
         return False
+    # typeshed types subnet_of per IP version; the version test before it keeps the pair matched.
     if cidr.version != net.version or not net.subnet_of(cidr):  # type: ignore[arg-type]
         return False
     for exc in block.get("except") or ():
@@ -475,10 +477,10 @@ def _subtract(nets: list[IPNetwork], holes: Iterable[IPNetwork]) -> list[IPNetwo
         for net in nets:
             if net.version != hole.version or not net.overlaps(hole):
                 out.append(net)
-            elif hole.supernet_of(net):  # type: ignore[arg-type]
+            elif hole.supernet_of(net):  # type: ignore[arg-type]  # same IP version: checked above
                 continue
             else:
-                out.extend(net.address_exclude(hole))  # type: ignore[arg-type]
+                out.extend(net.address_exclude(hole))  # type: ignore[arg-type]  # same IP version: checked above
         nets = out
     return nets
 
@@ -649,7 +651,8 @@ class ReachMatrix:
 _Probe = tuple[str, Sequence[tuple[int, Protocol]]]  # (label, ports -- any allowed => open)
 
 
-def _probes(dst: Endpoint, ports: Sequence[int | str] | None, candidates: Sequence[tuple[int, Protocol]]) -> list[_Probe]:
+def _probes(dst: Endpoint, ports: Sequence[int | str] | None,
+            candidates: Sequence[tuple[int, Protocol]]) -> list[_Probe]:
     if ports:
         probes: list[_Probe] = []
         for p in ports:
@@ -744,10 +747,7 @@ def diff_reachability(before_objects: Iterable[Mapping[str, Any]] | NetworkModel
             if isinstance(s, CidrEndpoint) and isinstance(d, CidrEndpoint):
                 continue
             probes: list[tuple[ContainerPort | None, Sequence[tuple[int, Protocol]]]]
-            if d.ports:
-                probes = [(cp, [(cp.port, cp.protocol)]) for cp in d.ports]
-            else:
-                probes = [(None, candidates)]
+            probes = [(cp, [(cp.port, cp.protocol)]) for cp in d.ports] if d.ports else [(None, candidates)]
             for cp, ports in probes:
                 was = any(before.evaluate(s, d, n, p).allowed for n, p in ports)
                 now = any(after.evaluate(s, d, n, p).allowed for n, p in ports)

@@ -37,10 +37,7 @@ def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, st
     for key, value in (selector.get("matchLabels") or {}).items():
         if labels.get(key) != str(value):
             return False
-    for expr in selector.get("matchExpressions") or ():
-        if not _expression_matches(expr, labels):
-            return False
-    return True
+    return all(_expression_matches(expr, labels) for expr in selector.get("matchExpressions") or ())
 
 
 def _expression_matches(expr: Mapping[str, Any], labels: Mapping[str, str]) -> bool:

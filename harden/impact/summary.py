@@ -30,7 +30,7 @@ def _cidrs(objects: list[dict[str, Any]]) -> list[str]:
 def _short(keys: list[str]) -> dict[str, str]:
     """Pod group keys as short as they stay unique: `argo/deployment/argo-server` -> `argo-server`."""
     names = [k.rsplit("/", 1)[-1] for k in keys]
-    return {k: (n if names.count(n) == 1 else k) for k, n in zip(keys, names)}
+    return {k: (n if names.count(n) == 1 else k) for k, n in zip(keys, names, strict=True)}
 
 
 def _grouped(changes: list[netpol.FlowChange]) -> list[dict[str, Any]]:

@@ -4,8 +4,9 @@
 
 DIR holds the documents served at /openapi/v3/api/v1 (core.json),
 /openapi/v3/apis/networking.k8s.io/v1 (networking.json) and
-/openapi/v3/apis/rbac.authorization.k8s.io/v1 (rbac.json), /openapi/v3/apis/apps/v1 (apps.json), and /version (version.json). The
-shipped copy was read from the kube-apiserver v1.36.3 the integration tests build (tests/kube);
+/openapi/v3/apis/rbac.authorization.k8s.io/v1 (rbac.json), /openapi/v3/apis/apps/v1 (apps.json),
+and /version (version.json). The shipped copy was read from the kube-apiserver v1.36.3 the integration tests
+build (tests/kube);
 the same documents are in kubernetes/kubernetes at api/openapi-spec/v3/.
 
 Trimmed to the kinds profiles declare and to what validation uses (types, properties, items,
@@ -90,7 +91,8 @@ def build(src: Path) -> dict[str, Any]:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://harden.dev/schema/kubernetes.schema.json",
         "description": f"Kubernetes {version} OpenAPI v3 (/openapi/v3/api/v1, /openapi/v3/apis/networking.k8s.io/v1, "
-                       "/openapi/v3/apis/rbac.authorization.k8s.io/v1, /openapi/v3/apis/apps/v1), trimmed by harden/schema/trim_openapi.py "
+                       "/openapi/v3/apis/rbac.authorization.k8s.io/v1, /openapi/v3/apis/apps/v1), "
+                       "trimmed by harden/schema/trim_openapi.py "
                        "to the kinds profiles declare",
         "kinds": kinds,
         "$defs": dict(sorted(defs.items())),

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Iterator, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from rich.console import Console
 from rich.text import Text
@@ -71,7 +72,7 @@ class View:
     def plan(self, plan: Plan, profile_files: dict[str, str]) -> None:
         self._refuse(View.plan)
 
-    def apply_result(self, plan: Plan, result: "Result") -> None:
+    def apply_result(self, plan: Plan, result: Result) -> None:
         self._refuse(View.apply_result)
 
     def validate(self, files: int) -> None:
@@ -80,16 +81,16 @@ class View:
     def profiles(self, rows: list[dict[str, Any]]) -> None:
         self._refuse(View.profiles)
 
-    def state_list(self, state_dir: str, state: "State") -> None:
+    def state_list(self, state_dir: str, state: State) -> None:
         self._refuse(View.state_list)
 
-    def state_show(self, state: "State", record: "Record") -> None:
+    def state_show(self, state: State, record: Record) -> None:
         self._refuse(View.state_show)
 
-    def reach(self, decision: "netpol.FlowDecision") -> None:
+    def reach(self, decision: netpol.FlowDecision) -> None:
         self._refuse(View.reach)
 
-    def can_i(self, decision: "rbac.Decision") -> None:
+    def can_i(self, decision: rbac.Decision) -> None:
         self._refuse(View.can_i)
 
     def confirm(self, question: str) -> bool:
@@ -105,7 +106,7 @@ class View:
         """The plan `apply` is about to carry out (before confirmation)."""
 
     @contextmanager
-    def apply_progress(self, total: int) -> Iterator["Progress"]:
+    def apply_progress(self, total: int) -> Iterator[Progress]:
         yield lambda event, change: None
 
     # -- failures: every format reports them, on stderr -------------------------------------------

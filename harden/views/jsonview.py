@@ -31,7 +31,7 @@ class JsonView(View):
     def plan(self, plan: Plan, profile_files: dict[str, str]) -> None:
         self._emit(plan.to_dict())
 
-    def apply_result(self, plan: Plan, result: "Result") -> None:
+    def apply_result(self, plan: Plan, result: Result) -> None:
         done = replace(plan, changes=tuple(result.done))
         self._emit({
             "stack": plan.stack,
@@ -45,10 +45,10 @@ class JsonView(View):
     def profiles(self, rows: list[dict[str, Any]]) -> None:
         self._emit(rows)
 
-    def reach(self, decision: "netpol.FlowDecision") -> None:
+    def reach(self, decision: netpol.FlowDecision) -> None:
         self._emit(decision.to_dict())
 
-    def can_i(self, decision: "rbac.Decision") -> None:
+    def can_i(self, decision: rbac.Decision) -> None:
         self._emit(decision.to_dict())
 
     def diagnostics(self, diagnostics: list[Diagnostic]) -> None:

@@ -36,9 +36,12 @@ def render(plan: Plan) -> str:
                              f"| `{_cell(value_text(f.after, 80))}` |")
             lines.append("")
     if plan.findings:
-        lines += ["### Checks and expectations", "", "| result | profile | id | severity | message |", "|---|---|---|---|---|"]
-        for f in plan.findings:
-            lines.append(f"| {'pass' if f.passed else 'FAIL'} | {f.profile} | {f.id} | {f.severity.value} | {_cell(f.message)} |")
+        lines += ["### Checks and expectations", "", "| result | profile | id | severity | message |",
+                  "|---|---|---|---|---|"]
+        for finding in plan.findings:
+            result = "pass" if finding.passed else "FAIL"
+            lines.append(f"| {result} | {finding.profile} | {finding.id} | {finding.severity.value} "
+                         f"| {_cell(finding.message)} |")
         lines.append("")
     impact = plan.impact or {}
     if impact.get("rbac") or impact.get("network"):

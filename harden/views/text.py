@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -19,7 +20,8 @@ from ..model import Action, Change, Plan, Severity
 from . import Output, View, by_profile, headline, summary_line, value_text
 
 if TYPE_CHECKING:
-    from ..apply import Progress as Note, Result
+    from ..apply import Progress as Note
+    from ..apply import Result
     from ..impact import netpol, rbac
     from ..model import Record, State
 
@@ -43,8 +45,9 @@ def render_plan(plan: Plan, console: Console, *, verbose_targets: bool = True) -
     if verbose_targets and plan.targets:
         console.print("\nTargets:")
         for t in plan.targets:
-            chosen = escape(t.chosen) if t.chosen else (
-                "[dim]none matched (optional; its patches are skipped)[/dim]" if t.optional else "[red]none matched[/red]")
+            none = "[dim]none matched (optional; its patches are skipped)[/dim]" if t.optional \
+                else "[red]none matched[/red]"
+            chosen = escape(t.chosen) if t.chosen else none
             console.print(f"  {escape(t.profile)}.{escape(t.target)} -> {chosen}")
     if verbose_targets and plan.detected:
         console.print("\nDetected from the install:")
@@ -63,9 +66,9 @@ def render_plan(plan: Plan, console: Console, *, verbose_targets: bool = True) -
             console.print(f"\n  [dim]# {escape(headline(c))}[/dim]")
             console.print(f"  [dim]# {escape(c.reason)}[/dim]")
             for conflict in c.conflicts:
-                console.print(f"  [dim]# [/dim][bold yellow]{escape(conflict.path)}[/bold yellow][dim] is owned by field manager "
-                              f"[/dim][bold]{escape(conflict.manager)}[/bold][dim] ({escape(conflict.operation)}); "
-                              f"harden will take it over[/dim]")
+                console.print(f"  [dim]# [/dim][bold yellow]{escape(conflict.path)}[/bold yellow][dim] "
+                              f"is owned by field manager [/dim][bold]{escape(conflict.manager)}[/bold][dim] "
+                              f"({escape(conflict.operation)}); harden will take it over[/dim]")
             glyph = c.action.value
             console.print(f"  [{style}]{escape(glyph)} {escape(c.key.display())}[/{style}]")
             for f in c.fields:
@@ -93,7 +96,8 @@ def render_findings(plan: Plan, console: Console) -> None:
         return
     console.print("\n[bold]Checks and expectations[/bold]")
     for f in findings:
-        mark = "[green]✓[/green]" if f.passed else ("[red]✗[/red]" if f.severity is Severity.ERROR else "[yellow]![/yellow]")
+        failed = "[red]✗[/red]" if f.severity is Severity.ERROR else "[yellow]![/yellow]"
+        mark = "[green]✓[/green]" if f.passed else failed
         what = "expect" if f.kind == "expectation" else "check"
         console.print(f"  {mark} {escape(f.profile)}/{escape(f.id)} ({what}, {f.severity.value}): {escape(f.message)}")
 
@@ -105,14 +109,14 @@ def render_needs(plan: Plan, console: Console) -> None:
     if not needs:
         return
     counts = {s: sum(n["status"] == s for n in needs) for s in ("kept", "broken", "unmet", "unknown")}
-    console.print(f"\n[bold]Component needs[/bold] (on the state after apply): {counts['kept']} kept, "
-                  f"{'[red]' if counts['broken'] else ''}{counts['broken']} broken{'[/red]' if counts['broken'] else ''}, "
+    broken = f"[red]{counts['broken']} broken[/red]" if counts["broken"] else f"{counts['broken']} broken"
+    console.print(f"\n[bold]Component needs[/bold] (on the state after apply): {counts['kept']} kept, {broken}, "
                   f"{counts['unmet']} unmet before the plan, {counts['unknown']} not decidable here")
     for n in needs:
         if n["status"] == "broken":
             by = f"; changed by {', '.join(n['brokenBy'])}" if n["brokenBy"] else ""
-            console.print(f"  [red]✗[/red] {escape(n['component'])}/{escape(n['need'])}: {escape(n['message'])}{escape(by)}"
-                          f" [dim]({escape(n['why'])}; {escape(n['source'])})[/dim]")
+            console.print(f"  [red]✗[/red] {escape(n['component'])}/{escape(n['need'])}: "
+                          f"{escape(n['message'])}{escape(by)} [dim]({escape(n['why'])}; {escape(n['source'])})[/dim]")
     for n in needs:
         if n["status"] == "unmet":
             console.print(f"  [yellow]![/yellow] {escape(n['component'])}/{escape(n['need'])}: {escape(n['message'])} "
@@ -176,7 +180,7 @@ class TextView(View):
         return True
 
     @contextmanager
-    def apply_progress(self, total: int) -> Iterator["Note"]:
+    def apply_progress(self, total: int) -> Iterator[Note]:
         # A bar only where someone watches and there is enough to watch; otherwise a line per
         # write, which is what a pipeline log wants.
         show_bar = self.err.is_terminal and total > 3
@@ -197,7 +201,7 @@ class TextView(View):
 
             yield note
 
-    def apply_result(self, plan: Plan, result: "Result") -> None:
+    def apply_result(self, plan: Plan, result: Result) -> None:
         if not plan.has_changes:
             self.out.print("\n[bold green]Apply complete![/bold green] No changes were needed.")
             return
@@ -208,8 +212,9 @@ class TextView(View):
                            "state records what was done. Run `harden plan` to see what is left.")
             return
         c = plan.counts()
-        self.out.print(f"\n[bold green]Apply complete![/bold green] Resources: {c['add']} added, {c['change']} changed, "
-                       f"{c['destroy']} destroyed" + (f", {c['release']} released" if c["release"] else "") + ".")
+        released = f", {c['release']} released" if c["release"] else ""
+        self.out.print(f"\n[bold green]Apply complete![/bold green] Resources: {c['add']} added, "
+                       f"{c['change']} changed, {c['destroy']} destroyed{released}.")
 
     def validate(self, files: int) -> None:
         self.out.print(f"[green]Success![/green] {files} file(s) valid.")
@@ -219,20 +224,20 @@ class TextView(View):
         for r in rows:
             self.out.print(f"{r['name']:<{width}}  {r['title']}", highlight=False)
 
-    def state_list(self, state_dir: str, state: "State") -> None:
+    def state_list(self, state_dir: str, state: State) -> None:
         if not state.records:
             self.out.print(f"No state for stack {state.stack!r} in {state_dir}/.")
             return
         for key, rec in sorted(state.records.items()):
             self.out.print(f"{key}  ({rec.kind.value}, profile {', '.join(rec.profiles)})", highlight=False)
 
-    def state_show(self, state: "State", record: "Record") -> None:
+    def state_show(self, state: State, record: Record) -> None:
         # A record is structured data; a terminal reads it best as the JSON it is stored as.
         self.out.print_json(json.dumps({"lineage": state.lineage, "serial": state.serial, **record.to_dict()}))
 
-    def reach(self, decision: "netpol.FlowDecision") -> None:
+    def reach(self, decision: netpol.FlowDecision) -> None:
         verdict = "[green]allowed[/green]" if decision.allowed else "[red]denied[/red]"
         self.out.print(f"{verdict}: {decision.reason}")
 
-    def can_i(self, decision: "rbac.Decision") -> None:
+    def can_i(self, decision: rbac.Decision) -> None:
         self.out.print(decision.text, highlight=False)

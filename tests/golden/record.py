@@ -28,9 +28,9 @@ import os
 import sys
 import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from harden.engine import Request, build_plan
 from harden.kube import KubeClient

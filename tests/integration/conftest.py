@@ -29,7 +29,6 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
-
 from kubeutil import apply_manifests
 
 HERE = Path(__file__).resolve().parent

@@ -21,6 +21,7 @@ Only loopback addresses; every thread is a daemon and every wait is bounded.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import http.client
@@ -33,9 +34,9 @@ import ssl
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import yaml
 
@@ -100,7 +101,7 @@ class FaultProxy:
         self._server: socketserver.ThreadingTCPServer | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> "FaultProxy":
+    def start(self) -> FaultProxy:
         proxy = self
 
         class Handler(socketserver.BaseRequestHandler):
@@ -220,10 +221,8 @@ class FaultProxy:
         finally:
             if upstream is not None:
                 upstream.close()
-            try:
+            with contextlib.suppress(OSError):
                 conn.close()
-            except OSError:
-                pass
 
     def _rng_uniform(self, a: float, b: float) -> float:
         with self._lock:
@@ -278,7 +277,7 @@ def _pki() -> tuple[bytes, bytes, bytes]:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
     until = now + dt.timedelta(days=1)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "harden-fault-proxy-ca")])

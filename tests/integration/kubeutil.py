@@ -7,8 +7,9 @@ tests/integration on sys.path because the directory has no __init__.py).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import pytest
 import yaml

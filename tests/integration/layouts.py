@@ -18,16 +18,17 @@ under test's contract, and the check would be meaningless against a different li
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+from kubeutil import REPO
 
 from harden.impact import netpol
-from kubeutil import REPO
 
 NEEDS_DIR = REPO / "harden" / "needs"
 STACKS = Path(__file__).resolve().parent / "stacks"

@@ -14,7 +14,6 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic.exceptions import ConflictError, ForbiddenError
-
 from kubeutil import load_docs, require_fixture, wait_for
 
 pytestmark = pytest.mark.integration

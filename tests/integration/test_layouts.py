@@ -24,12 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+import layouts as L
 import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-
-import layouts as L
 from kubeutil import load_docs, require_fixture, run_harden
 
 

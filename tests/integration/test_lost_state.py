@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import yaml
 from kubernetes import client
-
 from kubeutil import FIXTURE_MANAGER, require_fixture, run_harden
 
 NS = "argo"

@@ -379,5 +379,5 @@ objects:
     metadata: {name: [null], namespace: argo, annotations: {kubernetes.io/service-account.name: x}}
     type: kubernetes.io/service-account-token
 """)
-    code, out = run("validate", profile, state=tmp_path / "s")
+    code, out = run("validate", profile, state=None)
     assert code == 1 and "p.yaml:7" in out and "metadata.name" in out and "Traceback" not in out

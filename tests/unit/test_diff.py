@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 from types import MappingProxyType
 
-from golden_pairs import pair
 from deployments import DEPLOY, live_deploy
+from golden_pairs import pair
 
 from harden.diff import diff_fields as diff_with
 from harden.fieldpath import split_path

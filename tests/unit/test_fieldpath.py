@@ -6,6 +6,7 @@ import pytest
 
 from harden.fieldpath import get_at, path_text, split_path, step
 
+
 @pytest.mark.parametrize("path", [
     ["spec", "ingress", 0, "ports", 1, "port"],
     ["metadata", "labels", "app.kubernetes.io/managed-by"],

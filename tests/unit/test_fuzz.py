@@ -123,7 +123,7 @@ def text_mutant(draw, tree: Any) -> str:
     return text
 
 
-def outcome(fn, *args: Any, **kwargs: Any) -> int:
+def outcome(fn, *args: Any, output: str = "text", **kwargs: Any) -> int:
     """The exit code the CLI would give; anything but a HardenError escapes (the CLI's exit 3)."""
     try:
         code = fn(VIEWS.get(fn.__name__, TEXT), *args, **kwargs)

@@ -4,7 +4,6 @@ change another actor makes to a field harden declares does not (golden pairs, go
 from __future__ import annotations
 
 import pytest
-
 from golden_pairs import Pair, all_pairs, pair
 
 from harden.diff import diff_fields as diff_with

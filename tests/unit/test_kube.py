@@ -26,9 +26,8 @@ def api_error(status: int, body: str = "", headers: dict | None = None, reason: 
 
 
 def translate(exc: BaseException) -> ClusterError:
-    with pytest.raises(ClusterError) as info:
-        with translated("list Role"):
-            raise exc
+    with pytest.raises(ClusterError) as info, translated("list Role"):
+        raise exc
     assert info.value.__cause__ is exc  # the cause is chained, not lost
     return info.value
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 import pytest
 
 from harden.engine import Request, build_plan

@@ -6,8 +6,8 @@ from types import MappingProxyType
 
 from deployments import live_deploy
 
-from harden.mergekeys import ATOMIC_ONLY, BUILTIN, MergeKeys
 from harden.merge import merge_partial, restore_shape, select_paths
+from harden.mergekeys import ATOMIC_ONLY, BUILTIN, MergeKeys
 
 
 def test_merge_partial_merges_keyed_lists_and_replaces_atomic_ones():

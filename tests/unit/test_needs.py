@@ -89,7 +89,7 @@ def argocd(ha: bool = False) -> list[dict[str, Any]]:
     if ha:
         extra = _load(FIXTURES / "layouts/argo-cd-ha.yaml", "argocd")
         keys = {ResourceKey.of(o) for o in extra}
-        objs = [o for o in objs if ResourceKey.of(o) not in keys and "argocd-redis" != o["metadata"]["name"]] + extra
+        objs = [o for o in objs if ResourceKey.of(o) not in keys and o["metadata"]["name"] != "argocd-redis"] + extra
     params = _get(objs, "ConfigMap", "argocd-cmd-params-cm")
     params["data"] = {**(params.get("data") or {}), "controller.repo.server.strict.tls": "true",
                       "server.repo.server.strict.tls": "true", "applicationsetcontroller.repo.server.strict.tls": "true",

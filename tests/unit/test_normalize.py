@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 
 import pytest
-
 from deployments import live_deploy
 
 from harden.normalize import NORMALIZERS, drop_empty, normalize, normalizes

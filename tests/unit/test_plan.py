@@ -8,16 +8,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from golden_pairs import live_as_served
 
 from harden.errors import Diagnostics
+from harden.graph import find_installs, select_install
 from harden.load import select
 from harden.model import Action, ChangeKind, FieldChange, Phase, ResourceKey, Restore, field_manager
+from harden.needs import component_specs
 from harden.observe import Live
 from harden.plan import make_plan, predict, record_for
-from harden.graph import find_installs, select_install
-from harden.needs import component_specs
 from harden.render import render
 from harden.state import Record, State
 

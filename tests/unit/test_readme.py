@@ -47,7 +47,6 @@ def _coverage_rows() -> list[list[str]]:
 
 def test_coverage_table_names_only_real_profiles_and_checks_and_every_profile_appears():
     from harden.checks import CHECKS
-
     from harden.needs import component_specs
 
     profiles, checks = set(builtin_profile_names()), set(CHECKS)

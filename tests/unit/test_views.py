@@ -148,7 +148,7 @@ def test_sarif_locations_point_at_profile_files(planned):
     change_results = [r for r in results if r["ruleId"] in
                       ("harden/create", "harden/update", "harden/delete", "harden/release")]
     assert len(change_results) == len(planned.plan.actionable)
-    for c, r in zip(planned.plan.actionable, change_results):  # one result per change, in plan order
+    for c, r in zip(planned.plan.actionable, change_results, strict=True):  # one result per change, in plan order
         assert c.key.display() in r["message"]["text"]
         uri = r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
         assert uri == planned.profile_files[c.profile.split(", ")[0]]
@@ -255,7 +255,9 @@ def test_formats_that_cannot_ask_refuse_to_confirm_up_front():
 
 
 def applied() -> tuple[Plan, Result]:
-    key = lambda name: ResourceKey("networking.k8s.io", "NetworkPolicy", "argo", name)
+    def key(name: str) -> ResourceKey:
+        return ResourceKey("networking.k8s.io", "NetworkPolicy", "argo", name)
+
     made = Change(key("a"), "networking.k8s.io/v1", Action.CREATE, ChangeKind.OBJECT, ("p",), "wanted",
                   body={"kind": "NetworkPolicy", "spec": {"podSelector": {}}})
     patched = Change(ResourceKey("apps", "Deployment", "argo", "argo-server"), "apps/v1", Action.UPDATE,

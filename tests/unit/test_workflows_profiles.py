@@ -8,8 +8,9 @@ which fields change, which objects are created, and that no component need break
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import yaml

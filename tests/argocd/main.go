@@ -23,7 +23,6 @@ import (
 	appcontroller "github.com/argoproj/argo-cd/v3/cmd/argocd-application-controller/commands"
 	reposerver "github.com/argoproj/argo-cd/v3/cmd/argocd-repo-server/commands"
 	"github.com/argoproj/argo-cd/v3/common"
-	"github.com/argoproj/argo-cd/v3/util/grpc"
 	"github.com/argoproj/argo-cd/v3/util/log"
 )
 
@@ -41,9 +40,10 @@ func init() {
 }
 
 func main() {
-	// Upstream enables this workaround for a gRPC SRV lookup bug in every component.
-	grpc.DisableSRVLookups()
-
+	// Upstream's main calls grpc.DisableSRVLookups() (util/grpc/srvworkaround.go) to undo
+	// google.golang.org/grpc/balancer/grpclb, which some package of the full binary links in and
+	// which turns DNS SRV lookups on. Neither component linked here pulls grpclb in, so the lookups
+	// stay off, and that call would panic on finding them off already.
 	name := filepath.Base(os.Args[0])
 	if val := os.Getenv(binaryNameEnv); val != "" {
 		name = val

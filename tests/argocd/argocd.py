@@ -118,7 +118,38 @@ def build(verbose: bool = True) -> Path:
     }, indent=2) + "\n")
     if verbose:
         print(f"built argocd in {elapsed:.0f}s", file=sys.stderr, flush=True)
+    image_scripts(binary)
     return binary
+
+
+def image_scripts(binary: Path) -> Path:
+    """A directory with the scripts Argo CD's image puts beside the binary, to prepend to PATH.
+
+    Upstream's Dockerfile copies hack/gpg-wrapper.sh and hack/git-verify-wrapper.sh into
+    /usr/local/bin; the repo-server runs git-verify-wrapper.sh on every revision it renders
+    (util/git/client.go VerifyCommitSignature) and fails with "permission denied" without it.
+    They come from the same module version the binary is built from (the Go module cache).
+    """
+    out = binary.parent / "bin"
+    names = ("gpg-wrapper.sh", "git-verify-wrapper.sh")
+    if all((out / n).exists() for n in names):
+        return out
+    go = shutil.which("go")
+    if not go:
+        raise ArgoCDError("`go` is not on PATH; it locates Argo CD's image scripts in the module cache")
+    proc = subprocess.run([go, "list", "-m", "-f", "{{.Dir}}", "github.com/argoproj/argo-cd/v3"], cwd=HERE,
+                          env=dict(os.environ, GOFLAGS="-mod=readonly", GOTOOLCHAIN="local"),
+                          capture_output=True, text=True)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        raise ArgoCDError(f"go list of the Argo CD module failed: {proc.stderr.strip()}")
+    module = Path(proc.stdout.strip())
+    out.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        tmp = out / f".{n}.{os.getpid()}.tmp"
+        shutil.copyfile(module / "hack" / n, tmp)
+        tmp.chmod(0o755)
+        os.replace(tmp, out / n)
+    return out
 
 
 # --------------------------------------------------------------------------

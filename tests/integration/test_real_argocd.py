@@ -109,7 +109,18 @@ def install(kube, tmp_path_factory):
                          "clusterResourceWhitelist": [{"group": "*", "kind": "*"}]}})
     d = tmp_path_factory.mktemp("real-argocd")
     yield {"binary": binary, "dir": d, "repo": _git_repo(d / "git")}
+    # Leave the install as the fixture files make it, for later tests in the session.
     _clean_applications(kube)
+    for delete in (lambda: kube.core.delete_namespaced_secret("argocd-redis", NS),
+                   lambda: client.CustomObjectsApi(kube.api_client).delete_namespaced_custom_object(
+                       "argoproj.io", "v1alpha1", NS, "appprojects", "default")):
+        try:
+            delete()
+        except ApiException as e:
+            if e.status != 404:
+                raise
+    for ns in (ALLOWED, DENIED):
+        kube.delete_namespace(ns)
 
 
 def _clean_applications(kube) -> None:
@@ -219,7 +230,7 @@ def running_argocd(kube, install, name: str):
              "KUBECACHEDIR": str(d / "kubecache")},
             d, "controller")
         procs.append(controller)
-        yield {"dir": d, "repo_port": repo_port, "procs": procs, "repo_env": repo_env}
+        yield {"dir": d, "repo_port": repo_port, "procs": procs, "repo_env": repo_env, "repo_pid": repo.pid}
     finally:
         argocd.stop(procs)
 
@@ -372,6 +383,14 @@ def test_hardened_install_syncs_where_allowed_and_is_forbidden_elsewhere(kube, i
             create_application(kube, install, "real-hardened-allowed", ALLOWED)
             create_application(kube, install, "real-hardened-denied", DENIED)
             synced_and_healthy(kube, "real-hardened-allowed", ALLOWED, argo)
+            # It rendered with no way to reach the API server: no kubeconfig, no in-cluster
+            # variables, no token file; and the pod would mount none (argocd-repo-server-no-k8s).
+            environ = Path(f"/proc/{argo['repo_pid']}/environ").read_bytes().split(b"\0")
+            names = {e.split(b"=", 1)[0].decode() for e in environ if e}
+            assert not names & {"KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"}, names
+            assert not (argo["dir"] / "home" / ".kube").exists()
+            repo_spec = client.AppsV1Api(kube.api_client).read_namespaced_deployment("argocd-repo-server", NS)
+            assert repo_spec.spec.template.spec.automount_service_account_token is False
             verb, resource = sync_forbidden(kube, "real-hardened-denied", DENIED, argo)
         # The verb and resource Argo CD was refused are the ones harden says the controller lacks.
         assert can_i(kube, verb, resource, DENIED) == 1

@@ -34,5 +34,19 @@ check .venv/bin/lint-imports --no-cache
 # machine compiles (several minutes); later runs just print the path.
 .venv/bin/python tests/kube/cluster.py build
 
+# The real Argo CD test (tests/integration/test_real_argocd.py) needs redis,
+# as Argo CD's install does; Debian's redis-server is the real one. Installed
+# only when missing, so re-runs and machines that have it skip apt entirely.
+if ! command -v redis-server >/dev/null 2>&1; then
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+fi
+
+# Argo CD's application-controller and repo-server (v3.5.7), cached by a hash
+# of tests/argocd/{go.mod,go.sum,*.go} like kubestack.
+.venv/bin/python tests/argocd/argocd.py build
+
 # exec: the script's exit status is pytest's.
 exec .venv/bin/python -m pytest "$@"

@@ -19,6 +19,7 @@ from ..model import Action, Change, Plan, Severity
 from . import Output, View, by_profile, headline, summary_line, value_text
 
 if TYPE_CHECKING:
+    from ..review import Review
     from ..apply import Progress as Note, Result
     from ..impact import netpol, rbac
     from ..model import Record, State
@@ -158,6 +159,12 @@ class TextView(View):
 
     def plan(self, plan: Plan, profile_files: dict[str, str]) -> None:
         render_plan(plan, self.out)
+
+    def review(self, review: "Review") -> None:
+        # The terminal reads the same account as the PR comment; rich prints it as plain text.
+        from .markdown import render_review
+
+        self.out.print(render_review(review, 10**9), markup=False, highlight=False)
 
     def plan_saved(self, path: str) -> None:
         self.out.print(f"\nSaved the plan to: {path}\nTo perform exactly these actions, run: harden apply {path}")

@@ -250,8 +250,17 @@ def _plan_revision(req: Request, top: Path, root: Path) -> Planned | None:
         return None
     builtins = _in_revision(str(builtin_profiles_dir()), top, root)
     use = builtin_profiles_from(builtins) if builtins is not None and builtins.is_dir() else nullcontext()
-    with use:
-        return build_plan(replace(req, stack_file=str(stack) if stack else None, profiles=tuple(profiles)))
+    try:
+        with use:
+            return build_plan(replace(req, stack_file=str(stack) if stack else None, profiles=tuple(profiles)))
+    except HardenError as exc:
+        # Name the files as the repository does, with the revision, not as the temporary copy.
+        def rel(file: str | None) -> str | None:
+            if file and file.startswith(str(root) + "/"):
+                return f"{root.name}:{file[len(str(root)) + 1:]}"
+            return file
+
+        raise Diagnostics([replace(d, file=rel(d.file)) for d in exc.diagnostics]) from None
 
 
 def review_cmd(view: View, req: Request, *, base: str, head: str, max_comment_size: int = 65536) -> int:

@@ -17,7 +17,7 @@ import enum
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .diff import _expand
+from .diff import UNORDERED, _expand
 from .impact import netpol, rbac
 from .impact.summary import _cidrs
 from .mergekeys import BUILTIN
@@ -68,7 +68,7 @@ class ObjectDiff:
     base_action: str     # what each revision's plan does to it: create, update, ..., or none
     head_action: str
     profiles: tuple[str, ...]
-    fields: tuple[FieldChange, ...]
+    fields: tuple[FieldChange, ...]   # empty when only one revision leaves the object
     source: SourceRef = SourceRef()
 
     def to_dict(self) -> dict[str, Any]:
@@ -167,9 +167,12 @@ def _object_diffs(base: Plan, base_after: list[Obj], head: Plan, head_after: lis
     for key in sorted(set(b) | set(h)):
         if b.get(key) == h.get(key):
             continue
-        fields = _expand([], _comparable(b.get(key)), _comparable(h.get(key)), BUILTIN)
-        if not fields:
-            continue
+        if key in b and key in h:
+            fields = _fields([], _comparable(b[key]), _comparable(h[key]))
+            if not fields:
+                continue
+        else:
+            fields = []  # only one revision has it: its plan says what it is
         change = hc.get(key) or bc.get(key)
         out.append(ObjectDiff(key, _action(bc.get(key)), _action(hc.get(key)),
                               change.profiles if change else (), tuple(sorted(fields, key=lambda f: f.path)),
@@ -177,11 +180,21 @@ def _object_diffs(base: Plan, base_after: list[Obj], head: Plan, head_after: lis
     return out
 
 
-def _comparable(obj: Obj | None) -> Obj | None:
+def _fields(path: list, before: Any, after: Any) -> list[FieldChange]:
+    # Lists of the same length are compared entry by entry, so a verb added to the second rule of a
+    # Role reads as `rules[1].verbs[3]`, not as the whole rules list rewritten.
+    if isinstance(before, dict) and isinstance(after, dict):
+        return [f for k in list(before) + [k for k in after if k not in before] if before.get(k) != after.get(k)
+                for f in _fields(path + [k], before.get(k), after.get(k))]
+    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after) and \
+            not (path and path[-1] in UNORDERED):
+        return [f for i, (x, y) in enumerate(zip(before, after)) if x != y for f in _fields(path + [i], x, y)]
+    return _expand(path, before, after, BUILTIN)
+
+
+def _comparable(obj: Obj) -> Obj:
     # The annotation holding patched fields' originals differs whenever the patched fields do;
     # the fields themselves say it better.
-    if obj is None:
-        return None
     meta = dict(obj.get("metadata") or {})
     annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if not k.startswith("harden.dev/")}
     meta.pop("annotations", None)

@@ -221,7 +221,8 @@ def review_blocks(review: "Review") -> list[str]:
             lines = [f"<details><summary>Profile <code>{profile}</code>: {len(objs)} objects</summary>", ""]
             for o in objs:
                 where = f" ({o.source.file}:{o.source.line})" if o.source.file and o.source.line else ""
-                lines.append(f"- **{o.key.display()}**: base plan {o.base_action}, head plan {o.head_action}{where}")
+                only = "" if o.fields else " (only one revision leaves this object)"
+                lines.append(f"- **{o.key.display()}**: base plan {o.base_action}, head plan {o.head_action}{where}{only}")
             lines += ["", "| object | field | base | head |", "|---|---|---|---|"]
             for o in objs:
                 for f in o.fields:

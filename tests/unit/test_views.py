@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -127,37 +128,64 @@ def test_no_changes_summary():
 
 # -- SARIF -----------------------------------------------------------------------------------------
 
+def change_results(doc: dict, plan: Plan) -> list[dict]:
+    rules = {f"harden/{c.profiles[0]}" for c in plan.actionable}
+    return [r for r in doc["runs"][0]["results"] if r["ruleId"] in rules]
+
+
 def test_sarif_version_and_result_counts(planned):
-    doc = sarif.render(planned.plan, planned.profile_files)
+    doc = sarif.render(planned.plan, planned.profile_files, str(ROOT))
     assert doc["version"] == "2.1.0"
     (run,) = doc["runs"]
     assert run["tool"]["driver"]["name"] == "harden"
     results = run["results"]
-    change_results = [r for r in results if r["ruleId"] in
-                      ("harden/create", "harden/update", "harden/delete", "harden/release")]
-    finding_results = [r for r in results if r["ruleId"].startswith(("harden/check/", "harden/expectation/"))]
-    assert len(change_results) == len(planned.plan.actionable)
+    finding_results = [r for r in results if r["ruleId"].startswith(("harden/check/", "harden/expectation/",
+                                                                     "harden/need/"))]
+    assert len(change_results(doc, planned.plan)) == len(planned.plan.actionable)
     assert len(finding_results) == len([f for f in planned.plan.findings if not f.passed])
     rule_ids = {r["id"] for r in run["tool"]["driver"]["rules"]}
     assert {r["ruleId"] for r in results} <= rule_ids
 
 
-def test_sarif_locations_point_at_profile_files(planned):
-    doc = sarif.render(planned.plan, planned.profile_files)
+def test_sarif_locations_are_repository_relative_at_the_profile_line(planned):
+    doc = sarif.render(planned.plan, planned.profile_files, str(ROOT))
     results = doc["runs"][0]["results"]
-    change_results = [r for r in results if r["ruleId"] in
-                      ("harden/create", "harden/update", "harden/delete", "harden/release")]
-    assert len(change_results) == len(planned.plan.actionable)
-    for c, r in zip(planned.plan.actionable, change_results):  # one result per change, in plan order
+    changes = change_results(doc, planned.plan)
+    assert len(changes) == len(planned.plan.actionable)
+    for c, r in zip(planned.plan.actionable, changes):  # one result per change, in plan order
         assert c.key.display() in r["message"]["text"]
-        uri = r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
-        assert uri == planned.profile_files[c.profile.split(", ")[0]]
+        loc = r["locations"][0]["physicalLocation"]
+        assert loc["artifactLocation"] == {"uri": f"profiles/{c.profiles[0]}.yaml", "uriBaseId": "%SRCROOT%"}
+        assert loc["region"]["startLine"] == c.source.line
+        assert not loc["artifactLocation"]["uri"].startswith("/")
     check = next(r for r in results if r["ruleId"] == "harden/check/managed-namespace-separate")
     loc = check["locations"][0]["physicalLocation"]
     profile_file = planned.profile_files["namespace-isolation"]
-    assert loc["artifactLocation"]["uri"] == profile_file
+    assert loc["artifactLocation"]["uri"] == "profiles/namespace-isolation.yaml"
     assert loc["region"]["startLine"] == line_in(profile_file, "id: managed-namespace-separate")
     assert check["level"] == "warning"
+
+
+def test_sarif_rules_name_the_recommendation_of_their_profile(planned):
+    doc = sarif.render(planned.plan, planned.profile_files, str(ROOT))
+    rules = {r["id"]: r for r in doc["runs"][0]["tool"]["driver"]["rules"]}
+    help_text = rules["harden/db-egress"]["help"]["text"]
+    # profiles/db-egress.yaml metadata.recommendation: the seed document and its section
+    import yaml
+    recs = yaml.safe_load(Path(planned.profile_files["db-egress"]).read_text())["metadata"]["recommendation"]
+    for rec in recs:
+        assert rec["section"] in help_text and rec["document"] in help_text
+
+
+def test_sarif_fingerprints_are_stable_and_distinct(planned):
+    a = sarif.render(planned.plan, planned.profile_files, str(ROOT))["runs"][0]["results"]
+    # The same plan made again at another time, with every line moved: the identities stay.
+    moved = replace(planned.plan, created_at="later", changes=tuple(
+        replace(c, source=SourceRef(c.source.file, (c.source.line or 0) + 5)) for c in planned.plan.changes))
+    b = sarif.render(moved, planned.profile_files, str(ROOT))["runs"][0]["results"]
+    prints = [r["partialFingerprints"]["harden/v1"] for r in a]
+    assert prints == [r["partialFingerprints"]["harden/v1"] for r in b]
+    assert len(set(prints)) == len(prints)
 
 
 def test_sarif_failed_error_finding_is_an_error():

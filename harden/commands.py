@@ -281,8 +281,11 @@ def review_cmd(view: View, req: Request, *, base: str, head: str, max_comment_si
             root.mkdir()
             _export(str(top), ref, root)
             planned = _plan_revision(req, top, root)
+            # Files of the revision are named as in the repository; built-ins of the installed harden
+            # (when the repository does not hold them) as `builtin:NAME.yaml`.
             sides.append(None if planned is None else
-                         (relocate(planned.plan, str(root)), planned.after, planned.live.all()))
+                         (relocate(relocate(planned.plan, str(root)), str(builtin_profiles_dir()), "builtin:"),
+                          planned.after, planned.live.all()))
     if sides[0] is None and sides[1] is None:
         raise InputError("neither revision selects a profile", hint="pass -f STACK.yaml or --profile at least once")
     # A revision that selects nothing leaves the target as it is.

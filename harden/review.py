@@ -131,12 +131,15 @@ def _need_changes(base: Plan, head: Plan) -> list[StatusChange]:
         return {f"{n['install']}/{n['component']}/{n['need']}": n for n in (plan.impact or {}).get("needs") or []}
 
     b, h = statuses(base), statuses(head)
+    sources = {str(c.key): c.source for c in head.actionable}
     out = []
     for nid in sorted(set(b) | set(h)):
         bs, hs = (b[nid]["status"] if nid in b else ABSENT), (h[nid]["status"] if nid in h else ABSENT)
         if bs != hs:
             n = h.get(nid) or b[nid]
-            out.append(StatusChange("need", nid, bs, hs, f"{n['message']} [{n['source']}]"))
+            # A need is the install's, not a profile's: it is placed at the first change breaking it.
+            at = next((sources[a] for a in n.get("brokenBy") or [] if a in sources), SourceRef())
+            out.append(StatusChange("need", nid, bs, hs, f"{n['message']} [{n['source']}]", at))
     return out
 
 
@@ -219,5 +222,8 @@ def relocate(plan: Plan, root: str, prefix: str = "") -> Plan:
 
     changes = tuple(replace(c, source=SourceRef(rel(c.source.file), c.source.line)) for c in plan.changes)
     findings = tuple(replace(f, source=rel(f.source)) for f in plan.findings)
-    return replace(plan, changes=changes, findings=findings)
+    selection = dict(plan.selection)
+    if isinstance(selection.get("stackFile"), str):
+        selection["stackFile"] = rel(selection["stackFile"])
+    return replace(plan, changes=changes, findings=findings, selection=selection)
 

@@ -175,12 +175,13 @@ def review_blocks(review: "Review") -> list[str]:
     c = review.counts()
     title = f"## harden review: `{review.base_ref}` → `{review.head_ref}` (stack `{review.stack}`)"
     if review.changed:
-        parts = [f"{n} {what}" for n, what in ((c["permissionsGained"], "permissions gained"),
-                                              (c["permissionsLost"], "permissions lost"),
-                                              (c["flowsOpened"], "flows opened"), (c["flowsClosed"], "flows closed"),
-                                              (c["statusesWorse"], "needs or checks broken"),
-                                              (c["statusesBetter"], "needs or checks fixed"),
-                                              (c["objects"], "objects planned differently")) if n]
+        parts = [f"{n} {one if n == 1 else many}" for n, one, many in (
+            (c["permissionsGained"], "permission gained", "permissions gained"),
+            (c["permissionsLost"], "permission lost", "permissions lost"),
+            (c["flowsOpened"], "flow opened", "flows opened"), (c["flowsClosed"], "flow closed", "flows closed"),
+            (c["statusesWorse"], "need or check broken", "needs or checks broken"),
+            (c["statusesBetter"], "need or check fixed", "needs or checks fixed"),
+            (c["objects"], "object planned differently", "objects planned differently")) if n]
         lead = f"**The posture changes: {', '.join(parts)}.**"
     else:
         lead = "**Same posture: both revisions plan the same permissions, flows, needs and objects.**"
@@ -218,16 +219,18 @@ def review_blocks(review: "Review") -> list[str]:
         for o in review.objects:
             grouped.setdefault(", ".join(o.profiles) or "(no profile)", []).append(o)
         for profile, objs in grouped.items():
-            lines = [f"<details><summary>Profile <code>{profile}</code>: {len(objs)} objects</summary>", ""]
+            noun = "object" if len(objs) == 1 else "objects"
+            lines = [f"<details><summary>Profile <code>{profile}</code>: {len(objs)} {noun}</summary>", ""]
             for o in objs:
                 where = f" ({o.source.file}:{o.source.line})" if o.source.file and o.source.line else ""
                 only = "" if o.fields else " (only one revision leaves this object)"
                 lines.append(f"- **{o.key.display()}**: base plan {o.base_action}, head plan {o.head_action}{where}{only}")
-            lines += ["", "| object | field | base | head |", "|---|---|---|---|"]
-            for o in objs:
-                for f in o.fields:
-                    lines.append(f"| {_cell(o.key.display())} | `{_cell(f.path)}` | `{_cell(value_text(f.before, 80))}` "
-                                 f"| `{_cell(value_text(f.after, 80))}` |")
+            rows = [(o, f) for o in objs for f in o.fields]
+            if rows:
+                lines += ["", "| object | field | base | head |", "|---|---|---|---|"]
+            for o, f in rows:
+                lines.append(f"| {_cell(o.key.display())} | `{_cell(f.path)}` | `{_cell(value_text(f.before, 80))}` "
+                             f"| `{_cell(value_text(f.after, 80))}` |")
             lines += ["", "</details>", ""]
             blocks.append("\n".join(lines))
     return blocks

@@ -170,30 +170,33 @@ def render_review(review: "Review", root: str | None = None) -> dict:
     from ..review import Severity as Status
 
     run = _Run({}, root or os.getcwd())
+    # What no profile line explains (a need no change is named as breaking) is placed at the stack.
+    stack = review.head.selection.get("stackFile")
+    fallback = SourceRef(stack, 1) if isinstance(stack, str) else SourceRef()
     for s in review.statuses:
         if s.severity is not Status.WORSE:
             continue
         rid = f"harden/{s.kind}/{s.id}"
         run.rule(rid, f"{s.kind} {s.id}")
-        run.add(rid, "error", f"{s.id}: {s.base} -> {s.head}: {s.message}", s.source, s.id)
+        run.add(rid, "error", f"{s.id}: {s.base} -> {s.head}: {s.message}", s.source if s.source.file else fallback, s.id)
     changes = {str(c.key): c for c in review.head.actionable}
     for p in review.permissions:
         if p.direction is ChangeDirection.GAINS:
             by = _rbac_change(review.head, str(p.subject))
             run.rule("harden/rbac-widened", "a subject gains permissions")
-            run.add("harden/rbac-widened", "warning", p.text, by.source if by else SourceRef(), p.text)
+            run.add("harden/rbac-widened", "warning", p.text, by.source if by else fallback, p.text)
     for f in review.flows:
         if f.direction is FlowDirection.OPENED:
             by = _policy_change(review.head, f.src)
             run.rule("harden/flow-opened", "a network flow is opened")
-            run.add("harden/flow-opened", "warning", f.text, by.source if by else SourceRef(), f.text)
+            run.add("harden/flow-opened", "warning", f.text, by.source if by else fallback, f.text)
     for o in review.objects:
         c = changes.get(str(o.key))
         rid = "harden/object-differs"
         run.rule(rid, "the head revision plans an object differently from the base")
         fields = ", ".join(f.path for f in o.fields[:10]) or "the whole object"
         run.add(rid, "note", f"{o.key.display()}: base plan {o.base_action}, head plan {o.head_action}: {fields}",
-                c.source if c else o.source, str(o.key))
+                c.source if c else (o.source if o.source.file else fallback), str(o.key))
     return run.document()
 
 

@@ -24,7 +24,7 @@ from harden.impact.rbac import ChangeDirection
 from harden.views import Output, make
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = Path(__file__).parent / "data" / "review"
+DATA = ROOT / "examples" / "review"
 
 
 def git(repo: Path, *args: str) -> None:
@@ -111,8 +111,8 @@ def test_a_profile_the_base_lacks_opens_exactly_its_flow(repo):
         ("argo/deployment/workflow-controller", "argo/deployment/argo-server", 2746, "TCP", FlowDirection.OPENED.value)]
     assert doc["permissions"] == [] and doc["statuses"] == []
     assert [(o["address"], o["baseAction"], o["headAction"], o["source"]) for o in doc["objects"]] == [
-        ("networking.k8s.io/NetworkPolicy/argo/test-controller-to-server", "none", "create", {"file": "open.yaml", "line": 16}),
-        ("networking.k8s.io/NetworkPolicy/argo/test-server-from-controller", "none", "create", {"file": "open.yaml", "line": 25})]
+        ("networking.k8s.io/NetworkPolicy/argo/harden-allow-controller-to-server", "none", "create", {"file": "open.yaml", "line": 23}),
+        ("networking.k8s.io/NetworkPolicy/argo/harden-allow-server-from-controller", "none", "create", {"file": "open.yaml", "line": 32})]
     # And the other way round: the head lacks the profile the base has.
     code, out = review(repo, base="HEAD", head="HEAD~1")
     back = json.loads(out)

@@ -180,3 +180,20 @@ def test_a_bad_profile_in_a_revision_names_the_revision_and_the_repository_path(
         review(repo)
     (d,) = exc.value.diagnostics
     assert d.file == "head:stack.yaml" and "no-such-profile" in d.summary
+
+
+def test_the_cli_exits_2_on_a_change_and_1_outside_a_git_checkout(repo, tmp_path):
+    import sys
+
+    harden = str(Path(sys.executable).parent / "harden")
+    commit(repo, lambda: edit_text(repo / "ui.yaml", "resources: [events, pods, pods/log]",
+                                   "resources: [events, pods, pods/log, secrets]"))
+    args = ["review", "--base", "HEAD~1", "-f", "stack.yaml", "--snapshot", "snapshot", "--state-dir", str(tmp_path / "s")]
+    done = subprocess.run([harden, *args], cwd=repo, capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    assert "group:argo-viewers" in done.stdout and "secrets" in done.stdout
+    elsewhere = tmp_path / "not-a-repo"
+    elsewhere.mkdir()
+    done = subprocess.run([harden, *args], cwd=elsewhere, capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "not a git checkout" in done.stderr and "Traceback" not in done.stderr

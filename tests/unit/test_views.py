@@ -325,3 +325,66 @@ def test_headline_names_the_fields_of_a_patched_object():
     plan, _ = applied()
     assert headline(plan.changes[1]) == "fields of Deployment.apps argo/argo-server will be updated in place"
     assert headline(plan.changes[0]) == "NetworkPolicy.networking.k8s.io argo/a will be created"
+
+
+# -- Markdown for a PR comment: posture first, flows drawn, split under the limit -----------------
+
+def test_markdown_leads_with_the_posture_then_collapses_changes_per_profile(planned):
+    md = markdown.render(planned.plan)
+    assert md.index("### Posture") < md.index("### Changes by profile")
+    for profile in {c.profile for c in planned.plan.actionable}:
+        assert f"<details><summary>Profile <code>{profile}</code>:" in md
+    assert md.count("<details>") == md.count("</details>")
+
+
+def test_markdown_names_what_would_break_before_anything_else():
+    broken = Finding("install", "workflow-controller/apiserver", False, Severity.ERROR, "cannot reach the API server",
+                     kind="need")
+    change = Change(ResourceKey("networking.k8s.io", "NetworkPolicy", "argo", "x"), "networking.k8s.io/v1",
+                    Action.CREATE, ChangeKind.OBJECT, ("p",), "wanted", body={"kind": "NetworkPolicy"})
+    md = markdown.render(Plan("s", None, 0, (change,), findings=(broken,)))
+    assert md.index("What would break") < md.index("workflow-controller/apiserver") < md.index("### Changes by profile")
+
+
+def test_mermaid_draws_opened_flows_solid_and_closed_flows_dashed():
+    lines = markdown.mermaid([("argo/a", "argo/b", "2746/TCP", "opened"), ("argo/b", "10.0.0.0/8", "443/TCP", "closed")])
+    assert lines[:2] == ["```mermaid", "flowchart LR"] and lines[-1] == "```"
+    assert '  n0 -->|"2746/TCP opened"| n1' in lines
+    assert '  n1 -.->|"443/TCP closed"| n2' in lines
+    assert '  n2["10.0.0.0/8"]' in lines
+
+
+def test_markdown_plan_draws_the_flows_of_its_impact():
+    impact = {"network": [{"direction": "opened", "src": "argo/x", "text": "argo/x can now reach argo/y:80/TCP",
+                           "flows": [{"src": "argo/x", "dst": "argo/y", "port": 80, "protocol": "TCP",
+                                      "direction": "opened"}]}]}
+    md = markdown.render(Plan("s", None, 0, (), impact=impact))
+    assert '-->|"80/TCP opened"|' in md and "```mermaid" in md
+
+
+def test_a_long_comment_is_split_into_numbered_parts_under_the_limit():
+    body = {"kind": "ConfigMap", "data": {f"k{i}": "v" * 200 for i in range(60)}}
+    changes = tuple(Change(ResourceKey("", "ConfigMap", "argo", f"c{n}"), "v1", Action.CREATE, ChangeKind.OBJECT,
+                           (f"p{n % 3}",), "wanted", body=body) for n in range(12))
+    plan = Plan("s", None, 0, changes)
+    whole = markdown.render(plan, 10**9)
+    limit = 8000
+    assert len(whole) > 5 * limit
+    parts = markdown.paginate(markdown.plan_blocks(plan), limit)
+    assert len(parts) > 5
+    for i, part in enumerate(parts, 1):
+        assert len(part) <= limit
+        assert part.startswith(f"{markdown.PART_MARKER}{i}/{len(parts)} -->")
+        assert part.count("```") % 2 == 0  # every code fence closed within its part
+        assert part.count("<details>") == part.count("</details>")
+    for c in changes:  # nothing is lost
+        assert any(f"{c.key.display()} will be created" in p for p in parts)
+    assert markdown.paginate(["short"], limit) == ["short"]  # what fits stays one comment, unmarked
+
+
+def test_max_comment_size_reaches_the_markdown_view(planned):
+    out, _, o, e = consoles()
+    view = make(Output.MARKDOWN, o, e)
+    view.limit_size(2000)
+    view.plan(planned.plan, planned.profile_files)
+    assert out.getvalue().startswith(f"{markdown.PART_MARKER}1/")

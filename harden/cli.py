@@ -2,7 +2,7 @@
 become exit codes here, in one place (`_run`).
 
 Exit codes follow `terraform plan -detailed-exitcode`: 0 success (no changes), 1 error,
-2 success with changes (only with --detailed-exitcode); 130 interrupted, 3 a bug.
+2 success with changes (only with --detailed-exitcode; `review`: the posture changed); 130 interrupted, 3 a bug.
 """
 
 from __future__ import annotations

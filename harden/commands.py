@@ -274,7 +274,7 @@ def review_cmd(view: View, req: Request, *, base: str, head: str, max_comment_si
     # One target for both: the snapshot and state of the working directory, never of a revision.
     req = replace(req, snapshot=os.path.abspath(req.snapshot) if req.snapshot else None,
                   state_dir=os.path.abspath(req.state_dir))
-    sides = []
+    sides: list[tuple[Plan, list[dict], list[dict]] | None] = []  # plan, objects after it, live objects
     with tempfile.TemporaryDirectory(prefix="harden-review-") as tmp:
         for name, ref in (("base", base), ("head", head)):
             root = Path(tmp) / name
@@ -286,13 +286,13 @@ def review_cmd(view: View, req: Request, *, base: str, head: str, max_comment_si
             sides.append(None if planned is None else
                          (relocate(relocate(planned.plan, str(root)), str(builtin_profiles_dir()), "builtin:"),
                           planned.after, planned.live.all()))
-    if sides[0] is None and sides[1] is None:
+    present = [side for side in sides if side is not None]
+    if not present:
         raise InputError("neither revision selects a profile", hint="pass -f STACK.yaml or --profile at least once")
     # A revision that selects nothing leaves the target as it is.
-    live = (sides[1] or sides[0])[2]  # type: ignore[index]
-    stack = (sides[1] or sides[0])[0].stack  # type: ignore[index]
-    b = sides[0] or (Plan(stack, None, 0, ()), live, live)
-    h = sides[1] or (Plan(stack, None, 0, ()), live, live)
+    plan, _, live = present[-1]
+    empty = (Plan(plan.stack, None, 0, ()), live, live)
+    b, h = sides[0] or empty, sides[1] or empty
     result = compare(b[0], b[1], h[0], h[1], base_ref=base, head_ref=head)
     view.review(result)
     return EXIT_CHANGES if result.changed else EXIT_OK

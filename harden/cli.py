@@ -2,7 +2,7 @@
 become exit codes here, in one place (`_run`).
 
 Exit codes follow `terraform plan -detailed-exitcode`: 0 success (no changes), 1 error,
-2 success with changes (only with --detailed-exitcode); 130 interrupted, 3 a bug.
+2 success with changes (only with --detailed-exitcode; `review`: the posture changed); 130 interrupted, 3 a bug.
 """
 
 from __future__ import annotations
@@ -49,6 +49,10 @@ SnapshotOpt = typer.Option(None, "--snapshot", help="Plan offline against a dire
 SnapshotNsOpt = typer.Option("default", "--snapshot-namespace", help="Namespace for snapshot objects that name none.")
 StateOpt = typer.Option(os.environ.get("HARDEN_STATE_DIR", "state"), "--state-dir", help="Where state is kept.")
 OutputOpt = typer.Option(Output.TEXT, "--output", "-o", help="text, json, markdown or sarif.")
+# GitHub refuses a comment body over 65,536 characters; Atlantis splits longer output into numbered
+# comments (server/events/vcs/github_client.go, maxCommentLength), and so does the Markdown view.
+MaxCommentOpt = typer.Option(65536, "--max-comment-size", min=1000,
+                             help="Split Markdown into numbered parts of at most this many characters.")
 # Every command takes the same choices, so a typo is a usage error (exit 2) everywhere; a format a
 # command has nothing to write in is refused by its view, naming the formats it does write.
 ResultOutputOpt = typer.Option(Output.TEXT, "--output", "-o", help="text or json.")
@@ -86,10 +90,25 @@ def plan(profile: list[str] = ProfileOpt, file: str | None = StackOpt, set_: lis
          snapshot: str | None = SnapshotOpt, snapshot_namespace: str = SnapshotNsOpt, state_dir: str = StateOpt,
          out_file: str | None = typer.Option(None, "--out", help="Write the plan as JSON to this file."),
          detailed_exitcode: bool = typer.Option(False, "--detailed-exitcode", help="Exit 2 when there are changes."),
-         output: Output = OutputOpt) -> None:
+         max_comment_size: int = MaxCommentOpt, output: Output = OutputOpt) -> None:
     """Show what would change, field by field, and what it does to security."""
     req = _request(profile, file, set_, kubeconfig, context, snapshot, snapshot_namespace, state_dir, request_timeout)
-    _run(commands.plan_cmd, req, out_file=out_file, detailed_exitcode=detailed_exitcode, output=output)
+    _run(commands.plan_cmd, req, out_file=out_file, detailed_exitcode=detailed_exitcode,
+         max_comment_size=max_comment_size, output=output)
+
+
+@app.command()
+def review(base: str = typer.Option(..., "--base", help="The revision to compare against (a branch, tag or commit)."),
+           head: str = typer.Option("HEAD", "--head", help="The revision under review."),
+           profile: list[str] = ProfileOpt, file: str | None = StackOpt, set_: list[str] = SetOpt,
+           kubeconfig: str | None = KubeconfigOpt, context: str | None = ContextOpt,
+           request_timeout: str = TimeoutOpt,
+           snapshot: str | None = SnapshotOpt, snapshot_namespace: str = SnapshotNsOpt, state_dir: str = StateOpt,
+           max_comment_size: int = MaxCommentOpt, output: Output = OutputOpt) -> None:
+    """What a change to the profiles does: plan two git revisions against one target and compare
+    permissions, flows, component needs and objects. Exit 0 same posture, 2 changed, 1 error."""
+    req = _request(profile, file, set_, kubeconfig, context, snapshot, snapshot_namespace, state_dir, request_timeout)
+    _run(commands.review_cmd, req, base=base, head=head, max_comment_size=max_comment_size, output=output)
 
 
 @app.command()

@@ -7,12 +7,26 @@ failures are `HardenError`s, turned into diagnostics and exit code 1 by `cli`, i
 
 from __future__ import annotations
 
+import io
+import os
+import subprocess
+import tarfile
+import tempfile
+from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 
 from .apply import apply_plan
 from .engine import Planned, Request, build_plan, connect, parse_duration
 from .errors import Diagnostics, ExpectationFailed, HardenError, InputError
-from .load import builtin_profile_names, builtin_profiles_dir, load_profile, parse_profile, stack_name
+from .load import (
+    builtin_profile_names,
+    builtin_profiles_dir,
+    builtin_profiles_from,
+    load_profile,
+    parse_profile,
+    stack_name,
+)
 from .model import Plan
 from .planfile import read_plan, write_plan
 from .state import FileBackend
@@ -22,8 +36,10 @@ from .yamlsrc import load_file
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
 
-def plan_cmd(view: View, req: Request, *, out_file: str | None, detailed_exitcode: bool) -> int:
+def plan_cmd(view: View, req: Request, *, out_file: str | None, detailed_exitcode: bool,
+             max_comment_size: int = 65536) -> int:
     view.require("plan", View.plan)
+    view.limit_size(max_comment_size)
     planned = build_plan(req)
     view.plan(planned.plan, planned.profile_files)
     if out_file:
@@ -188,3 +204,105 @@ def can_i_cmd(view: View, req: Request, *, verb: str, resource: str, subject: st
         raise InputError(str(exc), field="RESOURCE", hint="write it like workflows.argoproj.io or pods/log") from None
     view.can_i(decision)
     return EXIT_OK if decision.allowed else EXIT_ERROR
+
+
+# -- review: two revisions of a git checkout, planned against one target -------------------------
+
+def _git(args: list[str], cwd: str, what: str) -> bytes:
+    try:
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=False)
+    except FileNotFoundError:
+        raise InputError("git is not installed", hint="`harden review` reads the revisions with git") from None
+    if done.returncode != 0:
+        detail = done.stderr.decode(errors="replace").strip().splitlines()
+        raise InputError(f"{what}: {detail[-1] if detail else 'git failed'}",
+                         hint="run `harden review` inside a git checkout, with --base and --head naming commits")
+    return done.stdout
+
+
+def _export(top: str, ref: str, into: Path) -> None:
+    """The files of revision `ref`, as `git archive` writes them (no work tree, no checkout)."""
+    _git(["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], top, f"unknown revision {ref!r}")
+    data = _git(["archive", "--format=tar", ref], top, f"cannot read revision {ref!r}")
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(into, filter="data")
+
+
+def _in_revision(path: str, top: Path, root: Path) -> Path | None:
+    """Where a path of the checkout lies in a revision's copy; None when it is outside the repository."""
+    try:
+        rel = Path(os.path.abspath(path)).relative_to(top)
+    except ValueError:
+        return None
+    return root / rel
+
+
+def _plan_revision(req: Request, top: Path, root: Path) -> Planned | None:
+    """Plan revision `root` (exported into a temp dir): its stack, its profile files and, when the
+    built-in profiles are part of this repository, its built-ins. None when it selects nothing."""
+    stack = None
+    if req.stack_file:
+        stack = _in_revision(req.stack_file, top, root)
+        if stack is None:
+            raise InputError(f"the stack {req.stack_file} is outside the repository", field="--file",
+                             hint="review a stack file that is part of the git checkout")
+        if not stack.exists():
+            stack = None
+    profiles = []
+    for p in req.profiles:
+        if "/" in p or p.endswith((".yaml", ".yml")):
+            there = _in_revision(p, top, root)
+            if there is not None and there.exists():
+                profiles.append(str(there))
+        else:
+            profiles.append(p)
+    if stack is None and not profiles:
+        return None
+    builtins = _in_revision(str(builtin_profiles_dir()), top, root)
+    use = builtin_profiles_from(builtins) if builtins is not None and builtins.is_dir() else nullcontext()
+    try:
+        with use:
+            return build_plan(replace(req, stack_file=str(stack) if stack else None, profiles=tuple(profiles)))
+    except HardenError as exc:
+        # Name the files as the repository does, with the revision, not as the temporary copy.
+        def rel(file: str | None) -> str | None:
+            if file and file.startswith(str(root) + "/"):
+                return f"{root.name}:{file[len(str(root)) + 1:]}"
+            return file
+
+        raise Diagnostics([replace(d, file=rel(d.file)) for d in exc.diagnostics]) from None
+
+
+def review_cmd(view: View, req: Request, *, base: str, head: str, max_comment_size: int = 65536) -> int:
+    """Plan two revisions against the same target and show the difference in posture: exit 0 when
+    it is the same, 2 when it changed."""
+    from .review import compare, relocate
+
+    view.require("review", View.review)
+    view.limit_size(max_comment_size)
+    top = Path(_git(["rev-parse", "--show-toplevel"], os.getcwd(), "not a git checkout").decode().strip())
+    # One target for both: the snapshot and state of the working directory, never of a revision.
+    req = replace(req, snapshot=os.path.abspath(req.snapshot) if req.snapshot else None,
+                  state_dir=os.path.abspath(req.state_dir))
+    sides: list[tuple[Plan, list[dict], list[dict]] | None] = []  # plan, objects after it, live objects
+    with tempfile.TemporaryDirectory(prefix="harden-review-") as tmp:
+        for name, ref in (("base", base), ("head", head)):
+            root = Path(tmp) / name
+            root.mkdir()
+            _export(str(top), ref, root)
+            planned = _plan_revision(req, top, root)
+            # Files of the revision are named as in the repository; built-ins of the installed harden
+            # (when the repository does not hold them) as `builtin:NAME.yaml`.
+            sides.append(None if planned is None else
+                         (relocate(relocate(planned.plan, str(root)), str(builtin_profiles_dir()), "builtin:"),
+                          planned.after, planned.live.all() if planned.live else []))
+    present = [side for side in sides if side is not None]
+    if not present:
+        raise InputError("neither revision selects a profile", hint="pass -f STACK.yaml or --profile at least once")
+    # A revision that selects nothing leaves the target as it is.
+    plan, _, live = present[-1]
+    empty = (Plan(plan.stack, None, 0, ()), live, live)
+    b, h = sides[0] or empty, sides[1] or empty
+    result = compare(b[0], b[1], h[0], h[1], base_ref=base, head_ref=head)
+    view.review(result)
+    return EXIT_CHANGES if result.changed else EXIT_OK

@@ -44,6 +44,7 @@ class Planned:
     backend: FileBackend
     state: State
     profile_files: dict[str, str] = field(default_factory=dict)
+    after: list[dict] = field(default_factory=list)  # the objects as the plan would leave them
 
 
 def _now() -> str:
@@ -162,7 +163,7 @@ def build_plan(req: Request, *, destroy: bool = False, with_impact: bool = True)
     impact = {**impact, "installs": [install_report(i, i in used) for i in installs],
               "needs": [r.to_dict() for r in results]}
     plan = replace(plan, findings=tuple(findings), impact=impact, detected=tuple(detected))
-    return Planned(plan, live, client, backend, state, files)
+    return Planned(plan, live, client, backend, state, files, after)
 
 
 def choose_installs(selection: Selection, installs: list[Install]) -> dict[str, Install]:

@@ -13,6 +13,8 @@ import json
 import re
 import string
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
@@ -31,9 +33,25 @@ LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
 
 
+# `harden review` plans each revision with that revision's built-in profiles.
+_builtins_override: ContextVar[Path | None] = ContextVar("builtins_override", default=None)
+
+
+@contextmanager
+def builtin_profiles_from(directory: Path) -> Iterator[None]:
+    token = _builtins_override.set(directory)
+    try:
+        yield
+    finally:
+        _builtins_override.reset(token)
+
+
 def builtin_profiles_dir() -> Path:
     """The built-in profiles: `profiles/` beside the package in a checkout (an editable install),
     else the copy installed inside the package as `harden.builtin_profiles`."""
+    override = _builtins_override.get()
+    if override is not None:
+        return override
     here = Path(__file__).resolve().parent
     checkout = here.parent / "profiles"
     return checkout if checkout.is_dir() else here / "builtin_profiles"

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ..apply import Progress, Result
     from ..impact import netpol, rbac
     from ..model import Record, State
+    from ..review import Review
 
 
 class Output(str, enum.Enum):
@@ -75,6 +76,9 @@ class View:
     def apply_result(self, plan: Plan, result: Result) -> None:
         self._refuse(View.apply_result)
 
+    def review(self, review: Review) -> None:
+        self._refuse(View.review)
+
     def validate(self, files: int) -> None:
         self._refuse(View.validate)
 
@@ -98,6 +102,9 @@ class View:
         raise self._cannot_ask(question)
 
     # -- along the way: formats that have nothing to say here say nothing -------------------------
+
+    def limit_size(self, characters: int) -> None:
+        """The most one document (a PR comment) may hold; formats without such a limit ignore it."""
 
     def plan_saved(self, path: str) -> None:
         """The plan was written to `path`."""

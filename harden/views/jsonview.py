@@ -14,6 +14,7 @@ from . import Output, View
 if TYPE_CHECKING:
     from ..apply import Result
     from ..impact import netpol, rbac
+    from ..review import Review
 
 
 def _change(c: Change) -> dict[str, Any]:
@@ -41,6 +42,9 @@ class JsonView(View):
             "failed": [_change(c) | {"error": exc.diagnostic.to_dict()} for c, exc in result.failed],
             "state": {"lineage": result.state.lineage, "serial": result.state.serial} if result.state else None,
         })
+
+    def review(self, review: Review) -> None:
+        self._emit(review.to_dict())
 
     def profiles(self, rows: list[dict[str, Any]]) -> None:
         self._emit(rows)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from ..apply import Result
     from ..impact import netpol, rbac
     from ..model import Record, State
+    from ..review import Review
 
 STYLE = {Action.CREATE: "green", Action.UPDATE: "yellow", Action.DELETE: "red", Action.RELEASE: "magenta"}
 
@@ -162,6 +163,12 @@ class TextView(View):
 
     def plan(self, plan: Plan, profile_files: dict[str, str]) -> None:
         render_plan(plan, self.out)
+
+    def review(self, review: Review) -> None:
+        # The terminal reads the same account as the PR comment; rich prints it as plain text.
+        from .markdown import render_review
+
+        self.out.print(render_review(review, 10**9), markup=False, highlight=False)
 
     def plan_saved(self, path: str) -> None:
         self.out.print(f"\nSaved the plan to: {path}\nTo perform exactly these actions, run: harden apply {path}")

@@ -25,6 +25,7 @@ Environment:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import json
@@ -160,16 +161,14 @@ def _die_with_parent() -> None:
     # Argo CD has no --watch-pid like kubestack: ask the kernel to kill the
     # component when the test process is gone, so a killed pytest leaves
     # nothing behind. Linux only; elsewhere the fixture's teardown must do.
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def start(cmd: list[str], env: dict[str, str], d: Path, name: str) -> subprocess.Popen:
     """Start one process with exactly `env` (nothing inherited), logging to d/NAME.log."""
     d.mkdir(parents=True, exist_ok=True)
-    log = open(d / f"{name}.log", "ab")
+    log = open(d / f"{name}.log", "ab")  # noqa: SIM115  (the child process writes it; closed below)
     try:
         proc = subprocess.Popen(cmd, cwd=d, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=True, preexec_fn=_die_with_parent)
@@ -221,19 +220,15 @@ def stop(procs: list[subprocess.Popen], grace: float = 10.0) -> None:
     """SIGTERM each process group, then SIGKILL what is still there after `grace` seconds."""
     for p in procs:
         if p.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
     deadline = time.monotonic() + grace
     for p in procs:
         try:
             p.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             p.wait()
 
 

@@ -26,7 +26,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -127,37 +128,64 @@ def test_no_changes_summary():
 
 # -- SARIF -----------------------------------------------------------------------------------------
 
+def change_results(doc: dict, plan: Plan) -> list[dict]:
+    rules = {f"harden/{c.profiles[0]}" for c in plan.actionable}
+    return [r for r in doc["runs"][0]["results"] if r["ruleId"] in rules]
+
+
 def test_sarif_version_and_result_counts(planned):
-    doc = sarif.render(planned.plan, planned.profile_files)
+    doc = sarif.render(planned.plan, planned.profile_files, str(ROOT))
     assert doc["version"] == "2.1.0"
     (run,) = doc["runs"]
     assert run["tool"]["driver"]["name"] == "harden"
     results = run["results"]
-    change_results = [r for r in results if r["ruleId"] in
-                      ("harden/create", "harden/update", "harden/delete", "harden/release")]
-    finding_results = [r for r in results if r["ruleId"].startswith(("harden/check/", "harden/expectation/"))]
-    assert len(change_results) == len(planned.plan.actionable)
+    finding_results = [r for r in results if r["ruleId"].startswith(("harden/check/", "harden/expectation/",
+                                                                     "harden/need/"))]
+    assert len(change_results(doc, planned.plan)) == len(planned.plan.actionable)
     assert len(finding_results) == len([f for f in planned.plan.findings if not f.passed])
     rule_ids = {r["id"] for r in run["tool"]["driver"]["rules"]}
     assert {r["ruleId"] for r in results} <= rule_ids
 
 
-def test_sarif_locations_point_at_profile_files(planned):
-    doc = sarif.render(planned.plan, planned.profile_files)
+def test_sarif_locations_are_repository_relative_at_the_profile_line(planned):
+    doc = sarif.render(planned.plan, planned.profile_files, str(ROOT))
     results = doc["runs"][0]["results"]
-    change_results = [r for r in results if r["ruleId"] in
-                      ("harden/create", "harden/update", "harden/delete", "harden/release")]
-    assert len(change_results) == len(planned.plan.actionable)
-    for c, r in zip(planned.plan.actionable, change_results, strict=True):  # one result per change, in plan order
+    changes = change_results(doc, planned.plan)
+    assert len(changes) == len(planned.plan.actionable)
+    for c, r in zip(planned.plan.actionable, changes, strict=False):  # one result per change, in plan order
         assert c.key.display() in r["message"]["text"]
-        uri = r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
-        assert uri == planned.profile_files[c.profile.split(", ")[0]]
+        loc = r["locations"][0]["physicalLocation"]
+        assert loc["artifactLocation"] == {"uri": f"profiles/{c.profiles[0]}.yaml", "uriBaseId": "%SRCROOT%"}
+        assert loc["region"]["startLine"] == c.source.line
+        assert not loc["artifactLocation"]["uri"].startswith("/")
     check = next(r for r in results if r["ruleId"] == "harden/check/managed-namespace-separate")
     loc = check["locations"][0]["physicalLocation"]
     profile_file = planned.profile_files["namespace-isolation"]
-    assert loc["artifactLocation"]["uri"] == profile_file
+    assert loc["artifactLocation"]["uri"] == "profiles/namespace-isolation.yaml"
     assert loc["region"]["startLine"] == line_in(profile_file, "id: managed-namespace-separate")
     assert check["level"] == "warning"
+
+
+def test_sarif_rules_name_the_recommendation_of_their_profile(planned):
+    doc = sarif.render(planned.plan, planned.profile_files, str(ROOT))
+    rules = {r["id"]: r for r in doc["runs"][0]["tool"]["driver"]["rules"]}
+    help_text = rules["harden/db-egress"]["help"]["text"]
+    # profiles/db-egress.yaml metadata.recommendation: the seed document and its section
+    import yaml
+    recs = yaml.safe_load(Path(planned.profile_files["db-egress"]).read_text())["metadata"]["recommendation"]
+    for rec in recs:
+        assert rec["section"] in help_text and rec["document"] in help_text
+
+
+def test_sarif_fingerprints_are_stable_and_distinct(planned):
+    a = sarif.render(planned.plan, planned.profile_files, str(ROOT))["runs"][0]["results"]
+    # The same plan made again at another time, with every line moved: the identities stay.
+    moved = replace(planned.plan, created_at="later", changes=tuple(
+        replace(c, source=SourceRef(c.source.file, (c.source.line or 0) + 5)) for c in planned.plan.changes))
+    b = sarif.render(moved, planned.profile_files, str(ROOT))["runs"][0]["results"]
+    prints = [r["partialFingerprints"]["harden/v1"] for r in a]
+    assert prints == [r["partialFingerprints"]["harden/v1"] for r in b]
+    assert len(set(prints)) == len(prints)
 
 
 def test_sarif_failed_error_finding_is_an_error():
@@ -255,9 +283,8 @@ def test_formats_that_cannot_ask_refuse_to_confirm_up_front():
 
 
 def applied() -> tuple[Plan, Result]:
-    def key(name: str) -> ResourceKey:
+    def key(name):
         return ResourceKey("networking.k8s.io", "NetworkPolicy", "argo", name)
-
     made = Change(key("a"), "networking.k8s.io/v1", Action.CREATE, ChangeKind.OBJECT, ("p",), "wanted",
                   body={"kind": "NetworkPolicy", "spec": {"podSelector": {}}})
     patched = Change(ResourceKey("apps", "Deployment", "argo", "argo-server"), "apps/v1", Action.UPDATE,
@@ -299,3 +326,66 @@ def test_headline_names_the_fields_of_a_patched_object():
     plan, _ = applied()
     assert headline(plan.changes[1]) == "fields of Deployment.apps argo/argo-server will be updated in place"
     assert headline(plan.changes[0]) == "NetworkPolicy.networking.k8s.io argo/a will be created"
+
+
+# -- Markdown for a PR comment: posture first, flows drawn, split under the limit -----------------
+
+def test_markdown_leads_with_the_posture_then_collapses_changes_per_profile(planned):
+    md = markdown.render(planned.plan)
+    assert md.index("### Posture") < md.index("### Changes by profile")
+    for profile in {c.profile for c in planned.plan.actionable}:
+        assert f"<details><summary>Profile <code>{profile}</code>:" in md
+    assert md.count("<details>") == md.count("</details>")
+
+
+def test_markdown_names_what_would_break_before_anything_else():
+    broken = Finding("install", "workflow-controller/apiserver", False, Severity.ERROR, "cannot reach the API server",
+                     kind="need")
+    change = Change(ResourceKey("networking.k8s.io", "NetworkPolicy", "argo", "x"), "networking.k8s.io/v1",
+                    Action.CREATE, ChangeKind.OBJECT, ("p",), "wanted", body={"kind": "NetworkPolicy"})
+    md = markdown.render(Plan("s", None, 0, (change,), findings=(broken,)))
+    assert md.index("What would break") < md.index("workflow-controller/apiserver") < md.index("### Changes by profile")
+
+
+def test_mermaid_draws_opened_flows_solid_and_closed_flows_dashed():
+    lines = markdown.mermaid([("argo/a", "argo/b", "2746/TCP", "opened"), ("argo/b", "10.0.0.0/8", "443/TCP", "closed")])
+    assert lines[:2] == ["```mermaid", "flowchart LR"] and lines[-1] == "```"
+    assert '  n0 -->|"2746/TCP opened"| n1' in lines
+    assert '  n1 -.->|"443/TCP closed"| n2' in lines
+    assert '  n2["10.0.0.0/8"]' in lines
+
+
+def test_markdown_plan_draws_the_flows_of_its_impact():
+    impact = {"network": [{"direction": "opened", "src": "argo/x", "text": "argo/x can now reach argo/y:80/TCP",
+                           "flows": [{"src": "argo/x", "dst": "argo/y", "port": 80, "protocol": "TCP",
+                                      "direction": "opened"}]}]}
+    md = markdown.render(Plan("s", None, 0, (), impact=impact))
+    assert '-->|"80/TCP opened"|' in md and "```mermaid" in md
+
+
+def test_a_long_comment_is_split_into_numbered_parts_under_the_limit():
+    body = {"kind": "ConfigMap", "data": {f"k{i}": "v" * 200 for i in range(60)}}
+    changes = tuple(Change(ResourceKey("", "ConfigMap", "argo", f"c{n}"), "v1", Action.CREATE, ChangeKind.OBJECT,
+                           (f"p{n % 3}",), "wanted", body=body) for n in range(12))
+    plan = Plan("s", None, 0, changes)
+    whole = markdown.render(plan, 10**9)
+    limit = 8000
+    assert len(whole) > 5 * limit
+    parts = markdown.paginate(markdown.plan_blocks(plan), limit)
+    assert len(parts) > 5
+    for i, part in enumerate(parts, 1):
+        assert len(part) <= limit
+        assert part.startswith(f"{markdown.PART_MARKER}{i}/{len(parts)} -->")
+        assert part.count("```") % 2 == 0  # every code fence closed within its part
+        assert part.count("<details>") == part.count("</details>")
+    for c in changes:  # nothing is lost
+        assert any(f"{c.key.display()} will be created" in p for p in parts)
+    assert markdown.paginate(["short"], limit) == ["short"]  # what fits stays one comment, unmarked
+
+
+def test_max_comment_size_reaches_the_markdown_view(planned):
+    out, _, o, e = consoles()
+    view = make(Output.MARKDOWN, o, e)
+    view.limit_size(2000)
+    view.plan(planned.plan, planned.profile_files)
+    assert out.getvalue().startswith(f"{markdown.PART_MARKER}1/")

@@ -277,20 +277,7 @@ def outcome(request, outcomes, argocd_outcomes) -> Outcome:
 
 # Profiles wrong on a layout (harden refuses the stack there, exit 1, so nothing after the plan
 # can run). Other engineers are fixing the profiles; the marks are strict so a fix shows up.
-PROFILE_DEFECTS = {
-    "helm": "server-auth-tls on the Helm layout: its check not-server-auth-mode looks for a Deployment "
-            "labelled app=argo-server (upstream labels, not the install graph) and it sets --secure=true "
-            "without switching the chart's HTTP readiness probe to HTTPS (argo-server/secure-matches-probe); "
-            "artifact-egress selects pods by `app In [argo-server, workflow-controller]` (upstream labels) while "
-            "the chart's server pods are app=server, so under namespace-isolation argo-server loses the "
-            "artifact repository (argo-server/artifact-repository)",
-    "argocd": "argocd-network: apiServerPorts is a fixed default [443, 6443] instead of being detected from "
-              "the `kubernetes` EndpointSlice (namespace-isolation detects it), so every component's "
-              "apiserver flow breaks on an API server listening on another port",
-    "argocd-ha": "argocd-network: apiServerPorts fixed to [443, 6443] (apiserver flows break, as on argocd), "
-                 "and no policy allows the HA flows: clients -> redis-ha-haproxy 6379, haproxy -> redis-ha "
-                 "redis/sentinel, redis-ha replication and sentinel between its pods",
-}
+PROFILE_DEFECTS: dict[str, str] = {}  # no layout left on which a profile breaks a need
 
 
 def _params(layouts):

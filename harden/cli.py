@@ -42,18 +42,30 @@ StackOpt = typer.Option(None, "-f", "--file", help="A stack file: profiles and p
 SetOpt = typer.Option([], "--set", help="A parameter value, KEY=VALUE or PROFILE.KEY=VALUE (repeatable).")
 KubeconfigOpt = typer.Option(None, "--kubeconfig", help="Path to the kubeconfig (default: $KUBECONFIG or ~/.kube/config).")
 ContextOpt = typer.Option(None, "--context", help="The kubeconfig context to use.")
+ContextsOpt = typer.Option([], "--context", help="The kubeconfig context to use; repeat it to plan or apply the stack "
+                                               "in several clusters, each with its own state and lock.")
 TimeoutOpt = typer.Option("60s", "--request-timeout", help="Longest wait for one Kubernetes API request (30s, 2m).")
 SnapshotOpt = typer.Option(None, "--snapshot", help="Plan offline against a directory or YAML file of manifests.")
 SnapshotNsOpt = typer.Option("default", "--snapshot-namespace", help="Namespace for snapshot objects that name none.")
-StateOpt = typer.Option(os.environ.get("HARDEN_STATE_DIR", "state"), "--state-dir", help="Where state is kept.")
+StateOpt = typer.Option(None, "--state-dir", help="Where state is kept (a directory; the same as --state file://DIR).")
+StateURLOpt = typer.Option(None, "--state", help="The state backend: file://DIR (default file://state) or "
+                                                 "kubernetes://NAMESPACE; default $HARDEN_STATE, then the stack file's `state:`.")
+LockDurationOpt = typer.Option(os.environ.get("HARDEN_LOCK_DURATION", "30s"), "--lock-duration",
+                               help="How long the in-cluster lock lasts unless renewed (a killed run blocks others no longer).")
 OutputOpt = typer.Option(Output.TEXT, "--output", "-o", help="text, json, markdown or sarif.")
 # Every command takes the same choices, so a typo is a usage error (exit 2) everywhere; a format a
 # command has nothing to write in is refused by its view, naming the formats it does write.
 ResultOutputOpt = typer.Option(Output.TEXT, "--output", "-o", help="text or json.")
 
 
-def _request(profile, file, set_, kubeconfig, context, snapshot, snapshot_namespace, state_dir, timeout="60s") -> Request:
-    return Request(tuple(profile), file, tuple(set_), kubeconfig, context, snapshot, snapshot_namespace, state_dir, timeout)
+def _request(profile, file, set_, kubeconfig, context, snapshot, snapshot_namespace, state_dir, timeout="60s",
+             state=None, lock_duration="30s") -> Request:
+    contexts = [context] if isinstance(context, str) else list(context or [])
+    return Request(tuple(profile), file, tuple(set_), kubeconfig, contexts[0] if len(contexts) == 1 else None,
+                   snapshot, snapshot_namespace, os.environ.get("HARDEN_STATE_DIR", "state"), timeout,
+                   # An explicit --state-dir is a state location like --state (its older spelling).
+                   state=state or state_dir, lock_duration=lock_duration,
+                   contexts=tuple(contexts) if len(contexts) > 1 else ())
 
 
 def _run(fn: Callable[..., int], *args, output: Output = Output.TEXT, **kwargs) -> None:
@@ -77,38 +89,44 @@ def _run(fn: Callable[..., int], *args, output: Output = Output.TEXT, **kwargs) 
 
 @app.command()
 def plan(profile: List[str] = ProfileOpt, file: Optional[str] = StackOpt, set_: List[str] = SetOpt,
-         kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt, request_timeout: str = TimeoutOpt,
-         snapshot: Optional[str] = SnapshotOpt, snapshot_namespace: str = SnapshotNsOpt, state_dir: str = StateOpt,
+         kubeconfig: Optional[str] = KubeconfigOpt, context: List[str] = ContextsOpt, request_timeout: str = TimeoutOpt,
+         snapshot: Optional[str] = SnapshotOpt, snapshot_namespace: str = SnapshotNsOpt,
+         state_dir: Optional[str] = StateOpt, state: Optional[str] = StateURLOpt,
          out_file: Optional[str] = typer.Option(None, "--out", help="Write the plan as JSON to this file."),
          detailed_exitcode: bool = typer.Option(False, "--detailed-exitcode", help="Exit 2 when there are changes."),
          output: Output = OutputOpt) -> None:
     """Show what would change, field by field, and what it does to security."""
-    _run(commands.plan_cmd, _request(profile, file, set_, kubeconfig, context, snapshot, snapshot_namespace, state_dir, request_timeout),
+    _run(commands.plan_cmd, _request(profile, file, set_, kubeconfig, context, snapshot, snapshot_namespace, state_dir,
+                                     request_timeout, state),
          out_file=out_file, detailed_exitcode=detailed_exitcode, output=output)
 
 
 @app.command()
 def apply(plan_file: Optional[str] = typer.Argument(None, help="A plan saved with `harden plan --out`."),
           profile: List[str] = ProfileOpt, file: Optional[str] = StackOpt, set_: List[str] = SetOpt,
-          kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt, request_timeout: str = TimeoutOpt, state_dir: str = StateOpt,
+          kubeconfig: Optional[str] = KubeconfigOpt, context: List[str] = ContextsOpt, request_timeout: str = TimeoutOpt,
+          state_dir: Optional[str] = StateOpt, state: Optional[str] = StateURLOpt, lock_duration: str = LockDurationOpt,
           auto_approve: bool = typer.Option(False, "--auto-approve", help="Do not ask for confirmation."),
           lock_timeout: str = typer.Option("0s", "--lock-timeout", help="How long to wait for the state lock."),
           parallelism: int = typer.Option(8, "--parallelism", min=1, max=64, help="Concurrent writes."),
           output: Output = ResultOutputOpt) -> None:
     """Apply the changes (a saved plan exactly, or a fresh plan after confirmation)."""
-    _run(commands.apply_cmd, _request(profile, file, set_, kubeconfig, context, None, "default", state_dir, request_timeout),
+    _run(commands.apply_cmd, _request(profile, file, set_, kubeconfig, context, None, "default", state_dir, request_timeout,
+                                      state, lock_duration),
          plan_file=plan_file, auto_approve=auto_approve, lock_timeout=lock_timeout, parallelism=parallelism,
          output=output)
 
 
 @app.command()
 def destroy(profile: List[str] = ProfileOpt, file: Optional[str] = StackOpt, set_: List[str] = SetOpt,
-            kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = ContextOpt, request_timeout: str = TimeoutOpt, state_dir: str = StateOpt,
+            kubeconfig: Optional[str] = KubeconfigOpt, context: List[str] = ContextsOpt, request_timeout: str = TimeoutOpt,
+            state_dir: Optional[str] = StateOpt, state: Optional[str] = StateURLOpt, lock_duration: str = LockDurationOpt,
             auto_approve: bool = typer.Option(False, "--auto-approve", help="Do not ask for confirmation."),
             lock_timeout: str = typer.Option("0s", "--lock-timeout", help="How long to wait for the state lock."),
             output: Output = ResultOutputOpt) -> None:
     """Delete what harden created and hand back the fields it set (all of the stack, or the selected profiles)."""
-    _run(commands.apply_cmd, _request(profile, file, set_, kubeconfig, context, None, "default", state_dir, request_timeout),
+    _run(commands.apply_cmd, _request(profile, file, set_, kubeconfig, context, None, "default", state_dir, request_timeout,
+                                      state, lock_duration),
          plan_file=None, auto_approve=auto_approve, lock_timeout=lock_timeout, destroy=True, output=output)
 
 
@@ -131,16 +149,80 @@ def profiles(output: Output = ResultOutputOpt) -> None:
     _run(commands.profiles_cmd, output=output)
 
 
+StateStackOpt = typer.Option(None, "--stack", help="The stack (default: the stack file's name, else `default`).")
+StateKeyOpt = typer.Option(None, "--context", help="With a multi-cluster stack: the cluster whose state (`<stack>@<context>`).")
+
+
+def _state_request(file: Optional[str], stack: Optional[str], state_dir: Optional[str], state: Optional[str],
+                   kubeconfig: Optional[str], context: Optional[str], lock_duration: str = "30s") -> tuple[Request, str]:
+    """The request and stack name for a state command. The key of one cluster's state in a
+    multi-cluster stack is `<stack>@<context>`."""
+    name = stack or (commands.stack_name(file) if file else "default")
+    req = _request([], file, [], kubeconfig, context, None, "default", state_dir, "60s", state, lock_duration)
+    if context and file and commands.stack_settings(file).get("clusters"):
+        req = commands.replace(req, state_key=f"{name}@{context}")
+    return req, name
+
+
 @state_app.command("list")
-def state_list(stack: str = typer.Option("default", "--stack"), state_dir: str = StateOpt) -> None:
+def state_list(stack: Optional[str] = StateStackOpt, file: Optional[str] = StackOpt, state_dir: Optional[str] = StateOpt,
+               state: Optional[str] = StateURLOpt, kubeconfig: Optional[str] = KubeconfigOpt,
+               context: Optional[str] = StateKeyOpt) -> None:
     """List the objects and patches harden manages."""
-    _run(commands.state_list_cmd, state_dir, stack)
+    req, name = _state_request(file, stack, state_dir, state, kubeconfig, context)
+    _run(commands.state_list_cmd, req, name)
 
 
 @state_app.command("show")
-def state_show(key: str, stack: str = typer.Option("default", "--stack"), state_dir: str = StateOpt) -> None:
+def state_show(key: str, stack: Optional[str] = StateStackOpt, file: Optional[str] = StackOpt,
+               state_dir: Optional[str] = StateOpt, state: Optional[str] = StateURLOpt,
+               kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = StateKeyOpt) -> None:
     """Show one state record."""
-    _run(commands.state_show_cmd, state_dir, stack, key)
+    req, name = _state_request(file, stack, state_dir, state, kubeconfig, context)
+    _run(commands.state_show_cmd, req, name, key)
+
+
+@state_app.command("pull")
+def state_pull(stack: Optional[str] = StateStackOpt, file: Optional[str] = StackOpt, state_dir: Optional[str] = StateOpt,
+               state: Optional[str] = StateURLOpt, kubeconfig: Optional[str] = KubeconfigOpt,
+               context: Optional[str] = StateKeyOpt) -> None:
+    """Print the stack's state as JSON (any journal folded in)."""
+    req, name = _state_request(file, stack, state_dir, state, kubeconfig, context)
+    _run(commands.state_pull_cmd, req, name)
+
+
+@state_app.command("push")
+def state_push(path: str = typer.Argument(..., help="A state file, e.g. from `harden state pull`."),
+               stack: Optional[str] = StateStackOpt, file: Optional[str] = StackOpt, state_dir: Optional[str] = StateOpt,
+               state: Optional[str] = StateURLOpt, kubeconfig: Optional[str] = KubeconfigOpt,
+               context: Optional[str] = StateKeyOpt,
+               force: bool = typer.Option(False, "--force", help="Overwrite a state of another lineage or a newer serial."),
+               lock_timeout: str = typer.Option("0s", "--lock-timeout", help="How long to wait for the state lock.")) -> None:
+    """Replace the stack's state with a file's (refused across lineages unless --force)."""
+    req, name = _state_request(file, stack, state_dir, state, kubeconfig, context)
+    _run(commands.state_push_cmd, req, name, path, force=force, lock_timeout=lock_timeout)
+
+
+@state_app.command("migrate")
+def state_migrate(to: str = typer.Option(..., "--to", help="The backend to copy the state to (file://DIR, kubernetes://NS)."),
+                  stack: Optional[str] = StateStackOpt, file: Optional[str] = StackOpt,
+                  state_dir: Optional[str] = StateOpt, state: Optional[str] = StateURLOpt,
+                  kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = StateKeyOpt,
+                  force: bool = typer.Option(False, "--force", help="Overwrite a state of another lineage there."),
+                  lock_timeout: str = typer.Option("0s", "--lock-timeout", help="How long to wait for each lock.")) -> None:
+    """Copy the stack's state from its backend (--state) to another (--to); the old copy is kept."""
+    req, name = _state_request(file, stack, state_dir, state, kubeconfig, context)
+    _run(commands.state_migrate_cmd, req, name, to, force=force, lock_timeout=lock_timeout)
+
+
+@app.command("force-unlock")
+def force_unlock(lock_id: str = typer.Argument(..., help="The lock ID the lock-held message names."),
+                 stack: Optional[str] = StateStackOpt, file: Optional[str] = StackOpt,
+                 state_dir: Optional[str] = StateOpt, state: Optional[str] = StateURLOpt,
+                 kubeconfig: Optional[str] = KubeconfigOpt, context: Optional[str] = StateKeyOpt) -> None:
+    """Release a state lock whose holder is gone (only with the ID of the lock held now)."""
+    req, name = _state_request(file, stack, state_dir, state, kubeconfig, context)
+    _run(commands.force_unlock_cmd, req, name, lock_id)
 
 
 @app.command()
@@ -152,7 +234,7 @@ def reach(src: str = typer.Option(..., "--from", help="NS/KEY=VAL[,KEY=VAL] (pod
           snapshot: Optional[str] = SnapshotOpt, snapshot_namespace: str = SnapshotNsOpt,
           output: Output = ResultOutputOpt) -> None:
     """Is a network flow allowed by the NetworkPolicies, and which policies decide it?"""
-    _run(commands.reach_cmd, _request([], None, [], kubeconfig, context, snapshot, snapshot_namespace, "state"),
+    _run(commands.reach_cmd, _request([], None, [], kubeconfig, context, snapshot, snapshot_namespace, None),
          src=src, dst=dst, port=port, plan_file=plan_file, output=output)
 
 
@@ -166,7 +248,7 @@ def can_i(verb: str = typer.Argument(..., help="get, list, create, ..."),
           snapshot: Optional[str] = SnapshotOpt, snapshot_namespace: str = SnapshotNsOpt,
           output: Output = ResultOutputOpt) -> None:
     """Like `kubectl auth can-i`, from RBAC objects, with the bindings and rules that grant it."""
-    _run(commands.can_i_cmd, _request([], None, [], kubeconfig, context, snapshot, snapshot_namespace, "state"),
+    _run(commands.can_i_cmd, _request([], None, [], kubeconfig, context, snapshot, snapshot_namespace, None),
          verb=verb, resource=resource, subject=subject, namespace=namespace, plan_file=plan_file, output=output)
 
 

@@ -422,6 +422,35 @@ class KubeClient:
         except NotFound:
             pass  # already gone: the desired end state
 
+    # -- plain object calls, for the in-cluster state backend (Secrets and Leases) -----------------
+
+    def select(self, api_version: str, kind: str, namespace: str, labels: dict[str, str]) -> list[Obj]:
+        """The objects of a kind in one namespace carrying `labels` (one LIST, not paginated: state
+        objects are few)."""
+        res = self._res_for({"apiVersion": api_version, "kind": kind})
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        page = self._call(f"list {kind} in {namespace}",
+                          lambda: res.get(namespace=namespace, label_selector=selector).to_dict())
+        return [{**item, "apiVersion": api_version, "kind": kind} for item in page.get("items") or []]
+
+    def create(self, body: Obj) -> Obj:
+        """POST; a lost answer is settled by reading the object back (it exists as sent: done)."""
+        res = self._res_for(body)
+        meta = body["metadata"]
+        return self._call(f"create {body['kind']} {_where(meta.get('namespace'), meta['name'])}",
+                          lambda: res.create(body=body, namespace=meta.get("namespace")).to_dict(),
+                          settle=lambda: self._landed(body))
+
+    def replace(self, body: Obj) -> Obj:
+        """PUT with the body's resourceVersion as precondition (optimistic concurrency: a Conflict
+        means someone else wrote the object since it was read)."""
+        res = self._res_for(body)
+        meta = body["metadata"]
+        return self._call(f"update {body['kind']} {_where(meta.get('namespace'), meta['name'])}",
+                          lambda: res.replace(body=body, name=meta["name"], namespace=meta.get("namespace")).to_dict(),
+                          settle=lambda: self._landed({**body, "metadata": {k: v for k, v in meta.items()
+                                                                             if k != "resourceVersion"}}))
+
     def openapi(self, path: str) -> dict | None:
         """An OpenAPI v3 document of the server (`/openapi/v3/apis/apps/v1`), None if not served."""
         def read() -> dict:

@@ -132,8 +132,9 @@ def test_two_runners_one_stack_one_at_a_time(kube, install, state_ns, tmp_path):
 
 def test_a_killed_runner_s_lease_is_taken_over_after_it_expires(kube, install, state_ns, tmp_path):
     a, b = checkout(tmp_path, "a"), checkout(tmp_path, "b")
-    state = ["--state", f"kubernetes://{state_ns}", "--lock-duration", "3s"]
-    first = start(a, "apply", "-f", "stack.yaml", *state, "--auto-approve", kubeconfig=install["proxied"])
+    state = ["--state", f"kubernetes://{state_ns}"]
+    first = start(a, "apply", "-f", "stack.yaml", *state, "--lock-duration", "3s", "--auto-approve",
+                  kubeconfig=install["proxied"])
     wait_for(lambda: held_by(kube, state_ns, first.pid), timeout=60, interval=0.05, what="runner A's Lease")
     time.sleep(1.0)
     first.send_signal(signal.SIGKILL)
@@ -155,12 +156,13 @@ def test_a_killed_runner_s_lease_is_taken_over_after_it_expires(kube, install, s
 def test_kill_9_at_random_moments_across_apply_and_destroy(kube, install, state_ns, tmp_path):
     rng = random.Random(20261124)
     where = checkout(tmp_path, "runner")
-    state = ["--state", f"kubernetes://{state_ns}", "--lock-duration", "1s"]
+    state = ["--state", f"kubernetes://{state_ns}"]
+    short = ["--lock-duration", "1s"]
     counts = {"apply": 0, "destroy": 0, "finished-before-kill": 0}
     for i in range(KILLS):
         op = rng.choice(["apply", "destroy"])
         counts[op] += 1
-        proc = start(where, op, "-f", "stack.yaml", *state, "--auto-approve", "--lock-timeout", "10s",
+        proc = start(where, op, "-f", "stack.yaml", *state, *short, "--auto-approve", "--lock-timeout", "10s",
                      kubeconfig=kube.kubeconfig)
         try:
             proc.wait(timeout=rng.uniform(0.5, 3.5))
@@ -170,13 +172,13 @@ def test_kill_9_at_random_moments_across_apply_and_destroy(kube, install, state_
             proc.wait(timeout=10)
         state_of(kube, state_ns)  # valid after every kill
         if i % 10 == 9:  # a re-run converges (and its lock is released or expires)
-            ok(run(where, op, "-f", "stack.yaml", *state, "--auto-approve", "--lock-timeout", "10s",
+            ok(run(where, op, "-f", "stack.yaml", *state, *short, "--auto-approve", "--lock-timeout", "10s",
                    kubeconfig=kube.kubeconfig))
             ok(run(where, "plan", "-f", "stack.yaml", *state, "--detailed-exitcode", kubeconfig=kube.kubeconfig)
-               if op == "apply" else run(where, "destroy", "-f", "stack.yaml", *state, "--auto-approve",
+               if op == "apply" else run(where, "destroy", "-f", "stack.yaml", *state, *short, "--auto-approve",
                                          kubeconfig=kube.kubeconfig))
     print(f"kill -9 runs: {counts}")
-    ok(run(where, "destroy", "-f", "stack.yaml", *state, "--auto-approve", "--lock-timeout", "10s",
+    ok(run(where, "destroy", "-f", "stack.yaml", *state, *short, "--auto-approve", "--lock-timeout", "10s",
            kubeconfig=kube.kubeconfig))
     assert state_of(kube, state_ns).records == {}
     assert lease(kube, state_ns) is None

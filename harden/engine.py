@@ -111,11 +111,14 @@ def per_cluster(req: Request) -> list[Request]:
     --context picks a cluster). Across clusters each keeps its own state and lock, under the key
     `<stack>@<context>`; a single cluster keeps the plain stack key."""
     names = list(req.contexts)
-    if not names and req.context is None:
-        names = [str(c) for c in stack_settings(req.stack_file).get("clusters") or []]
+    listed = [str(c) for c in stack_settings(req.stack_file).get("clusters") or []]
+    stack = stack_name(req.stack_file)
+    if not names and req.context is not None:
+        # One cluster of a multi-cluster stack keeps the key it has in a run over all of them.
+        return [replace(req, state_key=f"{stack}@{req.context}") if listed else req]
+    names = names or listed
     if not names:
         return [req]
-    stack = stack_name(req.stack_file)
     return [replace(req, context=c, contexts=(), state_key=f"{stack}@{c}") for c in names]
 
 

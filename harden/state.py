@@ -288,14 +288,25 @@ class FileBackend:
             os.close(fd)
 
     def force_unlock(self, lock_id: str) -> None:
+        """A file lock cannot be taken from a live holder (the kernel holds it for the process); one
+        whose holder is gone is already free, and only its holder note is left to clear."""
         info = _read_holder(self.lock_path)
         if info.get("id") != lock_id:
             raise InputError(f"the lock of stack {self.key!r} is not held as {lock_id!r}"
                              + (f" (held: {describe_holder(info)})" if info else " (it is not held)"),
                              hint="copy the lock ID from the lock-held message")
-        raise LockHeld(f"the file lock of stack {self.key!r} is held by a running process ({describe_holder(info)})",
-                       file=str(self.lock_path),
-                       hint="a file lock is released by the kernel when its holder exits: stop that process")
+        fd = os.open(self.lock_path, os.O_RDWR)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise LockHeld(f"the file lock of stack {self.key!r} is held by a running process "
+                               f"({describe_holder(info)})", file=str(self.lock_path),
+                               hint="a file lock is released by the kernel when its holder exits: stop that process") from None
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
 
 def state_from_data(data: Any, where: str) -> State:

@@ -232,3 +232,32 @@ def test_no_rbac_on_secrets(kube, install, state_ns, tmp_path):
             kubeconfig=kube.restricted["bob"])), timeout=30, what="bob's Role to take effect")
     assert "Secret" in line and "forbidden" in line
     assert _patched(kube) == install["upstream"] and lease(kube, state_ns) is None  # lock released on the way out
+
+
+# -- several clusters in one run -----------------------------------------------------------------------
+
+def test_many_clusters_one_run_a_failing_cluster_does_not_stop_the_others(kube, install, tmp_path):
+    cfg = yaml.safe_load(Path(kube.kubeconfig).read_text())
+    cluster, user = cfg["clusters"][0], cfg["users"][0]
+    # `down`: nothing listens there, so every request is refused.
+    cfg["clusters"].append({"name": "down", "cluster": {**cluster["cluster"], "server": "https://127.0.0.1:9"}})
+    cfg["contexts"] = [{"name": "good", "context": {"cluster": cluster["name"], "user": user["name"]}},
+                       {"name": "down", "context": {"cluster": "down", "user": user["name"]}}]
+    cfg["current-context"] = "good"
+    kc = tmp_path / "two.kubeconfig"
+    kc.write_text(yaml.safe_dump(cfg))
+    where = checkout(tmp_path, "r")
+    (where / "stack.yaml").write_text(yaml.safe_dump({**STACK, "clusters": ["good", "down"]}))
+    state = ["--state", f"file://{tmp_path / 'state'}", "--request-timeout", "5s"]
+
+    r = ok(run(where, "plan", "-f", "stack.yaml", *state, kubeconfig=str(kc)), 1)
+    assert "Plan:" in r.stdout                                   # good was planned
+    assert "good: exit 0" in r.stderr and "down: exit 1" in r.stderr
+
+    r = ok(run(where, "apply", "-f", "stack.yaml", *state, "--auto-approve", kubeconfig=str(kc)), 1)
+    assert "Apply complete" in r.stdout and "good: exit 0 (applied)" in r.stderr and "down: exit 1" in r.stderr
+    assert sorted(p.name for p in (tmp_path / "state").glob("*.json")) == ["it-pipeline@good.json"]
+    # The good cluster converged; asked alone, it uses the same state key.
+    ok(run(where, "plan", "-f", "stack.yaml", *state, "--context", "good", "--detailed-exitcode", kubeconfig=str(kc)))
+    ok(run(where, "destroy", "-f", "stack.yaml", *state, "--context", "good", "--auto-approve", kubeconfig=str(kc)))
+    assert _patched(kube) == install["upstream"]

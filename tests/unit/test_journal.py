@@ -186,7 +186,9 @@ def test_each_cluster_gets_its_own_state_key(tmp_path):
     stack.write_text("apiVersion: harden.dev/v1alpha1\nkind: Stack\nmetadata: {name: s}\nclusters: [a, b]\nprofiles: []\n")
     keys = [(r.context, r.state_key) for r in per_cluster(Request(stack_file=str(stack)))]
     assert keys == [("a", "s@a"), ("b", "s@b")]
-    assert [r.state_key for r in per_cluster(Request(stack_file=str(stack), context="a"))] == [None]
+    # One cluster of a multi-cluster stack: the same key as in a run over all of them.
+    assert [r.state_key for r in per_cluster(Request(stack_file=str(stack), context="a"))] == ["s@a"]
+    assert [r.state_key for r in per_cluster(Request(context="a"))] == [None]
     assert [r.state_key for r in per_cluster(Request(stack_file=str(stack), contexts=("x", "y")))] == ["s@x", "s@y"]
 
 
@@ -243,3 +245,21 @@ def test_lease_expiry():
     # A Lease with no duration (the Terraform backend's kind) never expires while held.
     assert not kb.expired({"holderIdentity": "x"}, now + timedelta(days=1))
     assert kb.expired({"holderIdentity": ""}, now)
+
+
+# -- force-unlock of a file lock -------------------------------------------------------------------
+
+def test_force_unlock_needs_the_lock_id_and_cannot_take_a_live_holder_s_lock(tmp_path):
+    from harden.errors import LockHeld
+
+    b = FileBackend(tmp_path, "st")
+    with b.lock(what="apply"):
+        lock_id = json.loads((tmp_path / "st.lock").read_text())["id"]
+        with pytest.raises(InputError, match="not held as"):
+            FileBackend(tmp_path, "st").force_unlock("wrong")
+        with pytest.raises(LockHeld, match="running process"):
+            FileBackend(tmp_path, "st").force_unlock(lock_id)
+    # A holder killed with -9 leaves its note behind; force-unlock clears it.
+    (tmp_path / "st.lock").write_text(json.dumps({"id": "dead", "pid": 1, "host": "h"}))
+    FileBackend(tmp_path, "st").force_unlock("dead")
+    assert (tmp_path / "st.lock").read_text() == ""

@@ -158,11 +158,17 @@ class KubeBackend:
     def read(self) -> State:
         state = self._read_base()
         entries: list[Entry] = []
-        for obj in self._journal():
-            text = gzip.decompress(_data(obj, "journal")).decode()
+        batches = self._journal()
+        for obj in batches:
+            try:
+                text = gzip.decompress(_data(obj, "journal")).decode()
+            except (OSError, EOFError, ValueError):
+                raise InputError("a state journal batch is unreadable", file=self._where(obj["metadata"]["name"]),
+                                 hint="restore the state with `harden state push` from a backup") from None
             entries += parse_journal(text, self._where(obj["metadata"]["name"]))
+        # Batches of a killed run are kept until compaction: new ones are numbered after them.
         self._batch = max([self._batch] + [int((o["metadata"].get("annotations") or {}).get("harden.dev/batch", "0"))
-                                           for o in self._journal()])
+                                           for o in batches])
         return fold(state, entries)
 
     def write(self, state: State) -> None:
@@ -304,7 +310,14 @@ class KubeBackend:
                 try:
                     self.client.delete(*LEASE, self.namespace, self.lease_name, resource_version=current["rv"])
                 except (Conflict, NotFound):
-                    pass
+                    self.lost.set()
+        if self.lost.is_set():
+            # Renewal failed for longer than the duration and another run took the lock over; the
+            # state Secret's precondition kept that run's state from being overwritten.
+            raise LockHeld(f"the lock of stack {self.key!r} was taken over by another run while this one held it",
+                           file=f"Lease {self.namespace}/{self.lease_name}",
+                           hint="run `harden plan` to see where things stand; raise --lock-duration if the API server "
+                                "is slow to answer")
 
     def force_unlock(self, lock_id: str) -> None:
         live = self.client.get(*LEASE, self.namespace, self.lease_name)

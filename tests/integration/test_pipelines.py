@@ -261,3 +261,58 @@ def test_many_clusters_one_run_a_failing_cluster_does_not_stop_the_others(kube, 
     ok(run(where, "plan", "-f", "stack.yaml", *state, "--context", "good", "--detailed-exitcode", kubeconfig=str(kc)))
     ok(run(where, "destroy", "-f", "stack.yaml", *state, "--context", "good", "--auto-approve", kubeconfig=str(kc)))
     assert _patched(kube) == install["upstream"]
+
+
+# -- the in-cluster backend's layout, against the real API server -------------------------------------
+
+def test_large_state_splits_across_secrets_and_old_parts_go(kube, state_ns, monkeypatch):
+    import harden.statebackend_kube as kb
+    from harden.model import ChangeKind
+    from harden.state import Record, State
+
+    monkeypatch.setattr(kb, "CHUNK", 4096)
+    backend = KubeBackend(KubeClient(kube.kubeconfig), state_ns, "big")
+    records = {f"v1/ConfigMap/ns/c{i}": Record(f"v1/ConfigMap/ns/c{i}", "v1", ChangeKind.OBJECT, ("p",), os.urandom(16).hex())
+               for i in range(400)}
+    big = backend.read().with_records(records)
+    backend.write(big)
+    names = sorted(s.metadata.name for s in client.CoreV1Api(kube.api_client).list_namespaced_secret(state_ns).items
+                   if s.metadata.name.startswith("harden-state-big"))
+    assert len(names) > 2 and "harden-state-big" in names
+    assert KubeBackend(KubeClient(kube.kubeconfig), state_ns, "big").read() == big
+    small = big.with_records({})
+    backend.write(small)
+    left = [s.metadata.name for s in client.CoreV1Api(kube.api_client).list_namespaced_secret(state_ns).items
+            if s.metadata.name.startswith("harden-state-big")]
+    assert left == ["harden-state-big"]
+    assert KubeBackend(KubeClient(kube.kubeconfig), state_ns, "big").read() == small
+
+
+def test_two_writers_of_one_serial_the_second_is_refused(kube, state_ns):
+    from harden.statebackend_kube import StateConflict
+
+    one = KubeBackend(KubeClient(kube.kubeconfig), state_ns, "race")
+    two = KubeBackend(KubeClient(kube.kubeconfig), state_ns, "race")
+    one.write(one.read().with_records({}))
+    s1, s2 = one.read(), two.read()
+    one.write(s1.with_records({}))
+    with pytest.raises(StateConflict):
+        two.write(s2.with_records({}))
+
+
+def test_migrate_file_state_into_the_cluster_then_push_refuses_another_lineage(kube, install, state_ns, tmp_path):
+    where = checkout(tmp_path, "r")
+    local = ["--state", f"file://{tmp_path / 'local'}"]
+    remote = ["--state", f"kubernetes://{state_ns}"]
+    ok(run(where, "apply", "-f", "stack.yaml", *local, "--auto-approve", kubeconfig=kube.kubeconfig))
+    ok(run(where, "state", "migrate", "-f", "stack.yaml", *local, "--to", f"kubernetes://{state_ns}",
+           kubeconfig=kube.kubeconfig))
+    pulled = json.loads(ok(run(where, "state", "pull", "-f", "stack.yaml", *remote, kubeconfig=kube.kubeconfig)).stdout)
+    assert pulled["records"] and pulled["lineage"] == json.loads((tmp_path / "local/it-pipeline.json").read_text())["lineage"]
+    ok(run(where, "plan", "-f", "stack.yaml", *remote, "--detailed-exitcode", kubeconfig=kube.kubeconfig))
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**pulled, "lineage": "another-lineage"}))
+    r = ok(run(where, "state", "push", str(other), "-f", "stack.yaml", *remote, kubeconfig=kube.kubeconfig), 1)
+    assert "lineage" in r.stderr
+    ok(run(where, "destroy", "-f", "stack.yaml", *remote, "--auto-approve", kubeconfig=kube.kubeconfig))
+    assert _patched(kube) == install["upstream"]

@@ -102,20 +102,25 @@ def parse_journal(text: str, where: str) -> list[Entry]:
 
 
 def fold(state: State, entries: list[Entry]) -> State:
-    """The state with a journal's entries applied, if the journal extends exactly this state.
+    """The state with a journal's entries applied, those that extend exactly this state.
 
+    Entries come in runs, one per apply, each extending the state the run before produced (a run
+    killed after another killed run appends to the same journal), so they are folded run by run.
     Deterministic (lineage and timestamp come from the entries), so two reads of one journal give
     one (lineage, serial), and a plan made on a folded state is not stale against the same fold."""
-    mine = [e for e in entries if (e.base_lineage, e.base_serial) == (state.lineage, state.serial)]
-    if not mine:
-        return state
-    records = dict(state.records)
-    for e in mine:
-        if e.record is None:
-            records.pop(e.key, None)
-        else:
-            records[e.key] = e.record
-    return replace(state, lineage=mine[0].lineage, serial=state.serial + 1, records=records, updated_at=mine[-1].at)
+    current = state
+    while True:
+        mine = [e for e in entries if (e.base_lineage, e.base_serial) == (current.lineage, current.serial)]
+        if not mine:
+            return current
+        records = dict(current.records)
+        for e in mine:
+            if e.record is None:
+                records.pop(e.key, None)
+            else:
+                records[e.key] = e.record
+        current = replace(current, lineage=mine[0].lineage, serial=current.serial + 1, records=records,
+                          updated_at=mine[-1].at)
 
 
 # -- the interface -----------------------------------------------------------------------------------

@@ -263,3 +263,18 @@ def test_force_unlock_needs_the_lock_id_and_cannot_take_a_live_holder_s_lock(tmp
     (tmp_path / "st.lock").write_text(json.dumps({"id": "dead", "pid": 1, "host": "h"}))
     FileBackend(tmp_path, "st").force_unlock("dead")
     assert (tmp_path / "st.lock").read_text() == ""
+
+
+def test_two_killed_runs_in_a_row_are_both_folded(tmp_path):
+    """Regression: the second run's entries extend the state folded from the first run's, so a fold
+    of the first run only lost every record of the second."""
+    b = FileBackend(tmp_path, "st")
+    first = b.read()
+    b.append(entries_for(first, "L", [(A.key, A)]))
+    b._close_journal()  # killed
+    second = FileBackend(tmp_path, "st")
+    folded = second.read()
+    second.append(entries_for(folded, folded.lineage, [(B.key, B), (A.key, None)]))
+    second._close_journal()  # killed again
+    state = FileBackend(tmp_path, "st").read()
+    assert state.records == {B.key: B} and (state.lineage, state.serial) == ("L", 2)

@@ -26,7 +26,7 @@ EXIT_BUG = 3
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Plan and apply Kubernetes security hardening profiles, Terraform-style.")
-state_app = typer.Typer(no_args_is_help=True, help="Inspect what harden manages.")
+state_app = typer.Typer(no_args_is_help=True, help="Inspect what harden manages, and move state between backends.")
 app.add_typer(state_app, name="state")
 
 

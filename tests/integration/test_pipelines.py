@@ -316,3 +316,20 @@ def test_migrate_file_state_into_the_cluster_then_push_refuses_another_lineage(k
     assert "lineage" in r.stderr
     ok(run(where, "destroy", "-f", "stack.yaml", *remote, "--auto-approve", kubeconfig=kube.kubeconfig))
     assert _patched(kube) == install["upstream"]
+
+
+def test_force_unlock_releases_a_dead_holder_s_lock_only_with_its_id(kube, install, state_ns, tmp_path):
+    from harden.state import holder_info
+
+    # A holder that died with an hour-long lease: nobody renews it, nobody releases it.
+    dead = KubeBackend(KubeClient(kube.kubeconfig), state_ns, "it-pipeline", lease_seconds=3600)
+    lock_id = dead._acquire(holder_info("apply"), 0)["spec"]["holderIdentity"]
+    where = checkout(tmp_path, "r")
+    state = ["--state", f"kubernetes://{state_ns}"]
+    r = ok(run(where, "apply", "-f", "stack.yaml", *state, "--auto-approve", kubeconfig=kube.kubeconfig), 1)
+    assert f"harden force-unlock {lock_id}" in r.stderr
+    r = ok(run(where, "force-unlock", "not-the-id", "-f", "stack.yaml", *state, kubeconfig=kube.kubeconfig), 1)
+    assert lease(kube, state_ns) is not None
+    ok(run(where, "force-unlock", lock_id, "-f", "stack.yaml", *state, kubeconfig=kube.kubeconfig))
+    assert lease(kube, state_ns) is None
+    assert _patched(kube) == install["upstream"]  # the refused apply wrote nothing

@@ -11,13 +11,16 @@
    apply after it fails. Updates carry the observed resourceVersion as a precondition, so a change
    that races the stale-check is refused by the server rather than overwritten. After the first
    failure nothing new is started: a dead connection costs one request timeout, not one per write.
-4. State is recorded after every single write, atomically, so a run that dies half-way leaves a
+4. Each finished write is appended to the state's journal as it lands (not a rewrite of the whole
+   state: that made apply quadratic), and the journal is compacted into the state when apply ends
+   or is interrupted. A run killed half-way leaves state plus journal, which reading folds into a
    state that says exactly what was done; the next plan picks up from there.
 """
 
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
@@ -27,7 +30,7 @@ from .errors import HardenError, StalePlan
 from .model import MANAGER, Action, Change, ChangeKind, Obj, Phase, Plan, ResourceKey, field_manager
 from .parallel import NotStarted, guarded
 from .plan import record_for
-from .state import FileBackend, Record, State
+from .state import Backend, Entry, Record, State, entries_for, fold
 
 
 class Cluster(Protocol):
@@ -110,7 +113,7 @@ def _write(cluster: Cluster, c: Change, dry_run: bool, manager: str) -> None:
                        resource_version=c.observed_resource_version, dry_run=dry_run)
 
 
-def apply_plan(plan: Plan, cluster: Cluster, backend: FileBackend, *, parallelism: int = 8,
+def apply_plan(plan: Plan, cluster: Cluster, backend: Backend, *, parallelism: int = 8,
                progress: Progress | None = None) -> Result:
     """Apply under the caller's lock. Raises StalePlan before writing anything if the plan is stale."""
     state = backend.read()
@@ -132,65 +135,79 @@ def apply_plan(plan: Plan, cluster: Cluster, backend: FileBackend, *, parallelis
         pool.shutdown(wait=True, cancel_futures=True)
 
     records = dict(state.records)
-    # Objects in sync but missing from state (a killed run wrote them, then died) are recorded too.
-    for c in plan.changes:
-        if c.action is Action.NOOP and str(c.key) not in records:
-            records[str(c.key)] = record_for(c)
+    lineage = state.lineage or str(uuid.uuid4())
+    journal: list[Entry] = []
     lock = threading.Lock()
     result = Result()
-    current = [state]
+
+    def log(changes: list[tuple[str, Record | None]], durable: bool = False) -> None:
+        entries = entries_for(state, lineage, changes)
+        backend.append(entries, durable=durable)
+        journal.extend(entries)
 
     def record(c: Change) -> None:
         with lock:
             if c.action in (Action.DELETE, Action.RELEASE):
                 records.pop(str(c.key), None)
+                log([(str(c.key), None)])
             else:
                 records[str(c.key)] = _merge_record(records.get(str(c.key)), record_for(c))
-            current[0] = current[0].with_records(records)
-            backend.write(current[0])
+                log([(str(c.key), records[str(c.key)])])
             result.done.append(c)
 
-    # A patch's restore point (the value before harden) is recorded before the write: if the write
-    # lands and the process dies before recording it, the next plan must not mistake harden's
-    # value for the original.
-    for c in todo:
-        if c.kind is ChangeKind.PATCH and c.action is Action.UPDATE and str(c.key) not in records:
-            records[str(c.key)] = replace(record_for(c), digest="pending")
-    if records != state.records:
-        current[0] = state.with_records(records)
-        backend.write(current[0])
+    try:
+        first: list[tuple[str, Record | None]] = []
+        # Objects in sync but missing from state (a killed run wrote them, then died) are recorded too.
+        for c in plan.changes:
+            if c.action is Action.NOOP and str(c.key) not in records:
+                records[str(c.key)] = record_for(c)
+                first.append((str(c.key), records[str(c.key)]))
+        # A patch's restore point (the value before harden) is recorded, durably, before the write:
+        # if the write lands and the process dies before recording it, the next plan must not
+        # mistake harden's value for the original.
+        for c in todo:
+            if c.kind is ChangeKind.PATCH and c.action is Action.UPDATE and str(c.key) not in records:
+                records[str(c.key)] = replace(record_for(c), digest="pending")
+                first.append((str(c.key), records[str(c.key)]))
+        if first:
+            log(first, durable=True)
 
-    # The plan decided the order (`Phase`); each phase finishes before the next starts.
-    phases = [[c for c in todo if c.phase is phase] for phase in Phase]
-    for phase in filter(None, phases):
-        pool = ThreadPoolExecutor(parallelism)
-        futures = {pool.submit(guarded, stop, _write, cluster, c, False, manager): c for c in phase}
-        try:
-            for fut in as_completed(futures):
-                c = futures[fut]
-                try:
-                    fut.result()
-                except NotStarted:
-                    continue  # an earlier write failed
-                except HardenError as exc:
-                    result.failed.append((c, exc))
-                    note("failed", c)
-                    continue
-                record(c)
-                note("done", c)
-        except BaseException:
-            # Interrupted (Ctrl-C): start nothing new, let running writes finish, record them.
-            stop.set()
-            pool.shutdown(wait=True, cancel_futures=True)
-            for fut, c in futures.items():
-                if fut.done() and not fut.cancelled() and fut.exception() is None and c not in result.done:
+        # The plan decided the order (`Phase`); each phase finishes before the next starts.
+        phases = [[c for c in todo if c.phase is phase] for phase in Phase]
+        for phase in filter(None, phases):
+            pool = ThreadPoolExecutor(parallelism)
+            futures = {pool.submit(guarded, stop, _write, cluster, c, False, manager): c for c in phase}
+            try:
+                for fut in as_completed(futures):
+                    c = futures[fut]
+                    try:
+                        fut.result()
+                    except NotStarted:
+                        continue  # an earlier write failed
+                    except HardenError as exc:
+                        result.failed.append((c, exc))
+                        note("failed", c)
+                        continue
                     record(c)
-            raise
-        finally:
-            pool.shutdown(wait=True)
-        if result.failed:
-            break
-    result.state = current[0]
+                    note("done", c)
+            except BaseException:
+                # Interrupted (Ctrl-C): start nothing new, let running writes finish, record them.
+                stop.set()
+                pool.shutdown(wait=True, cancel_futures=True)
+                for fut, c in futures.items():
+                    if fut.done() and not fut.cancelled() and fut.exception() is None and c not in result.done:
+                        record(c)
+                raise
+            finally:
+                pool.shutdown(wait=True)
+            if result.failed:
+                break
+    finally:
+        # Compaction: once, when apply ends or is interrupted. A killed run skips it, and the next
+        # read folds the journal it left instead.
+        result.state = fold(state, journal)
+        if journal:
+            backend.write(result.state)
     return result
 
 

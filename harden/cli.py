@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 
 from . import __version__, commands, views
-from .engine import Request
+from .engine import Request, stack_settings
 from .errors import HardenError
 from .views import Output
 
@@ -27,7 +27,7 @@ EXIT_BUG = 3
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Plan and apply Kubernetes security hardening profiles, Terraform-style.")
-state_app = typer.Typer(no_args_is_help=True, help="Inspect what harden manages.")
+state_app = typer.Typer(no_args_is_help=True, help="Inspect what harden manages, and move state between backends.")
 app.add_typer(state_app, name="state")
 
 
@@ -44,10 +44,16 @@ SetOpt = typer.Option([], "--set", help="A parameter value, KEY=VALUE or PROFILE
 KubeconfigOpt = typer.Option(None, "--kubeconfig",
                              help="Path to the kubeconfig (default: $KUBECONFIG or ~/.kube/config).")
 ContextOpt = typer.Option(None, "--context", help="The kubeconfig context to use.")
+ContextsOpt = typer.Option([], "--context", help="The kubeconfig context to use; repeat it to plan or apply the stack "
+                                               "in several clusters, each with its own state and lock.")
 TimeoutOpt = typer.Option("60s", "--request-timeout", help="Longest wait for one Kubernetes API request (30s, 2m).")
 SnapshotOpt = typer.Option(None, "--snapshot", help="Plan offline against a directory or YAML file of manifests.")
 SnapshotNsOpt = typer.Option("default", "--snapshot-namespace", help="Namespace for snapshot objects that name none.")
-StateOpt = typer.Option(os.environ.get("HARDEN_STATE_DIR", "state"), "--state-dir", help="Where state is kept.")
+StateOpt = typer.Option(None, "--state-dir", help="Where state is kept (a directory; the same as --state file://DIR).")
+StateURLOpt = typer.Option(None, "--state", help="The state backend: file://DIR (default file://state) or "
+                                                 "kubernetes://NAMESPACE; default $HARDEN_STATE, then the stack file's `state:`.")
+LockDurationOpt = typer.Option(os.environ.get("HARDEN_LOCK_DURATION", "30s"), "--lock-duration",
+                               help="How long the in-cluster lock lasts unless renewed (a killed run blocks others no longer).")
 OutputOpt = typer.Option(Output.TEXT, "--output", "-o", help="text, json, markdown or sarif.")
 # GitHub refuses a comment body over 65,536 characters; Atlantis splits longer output into numbered
 # comments (server/events/vcs/github_client.go, maxCommentLength), and so does the Markdown view.
@@ -59,10 +65,15 @@ ResultOutputOpt = typer.Option(Output.TEXT, "--output", "-o", help="text or json
 PlanOpt = typer.Option(None, "--plan", help="Evaluate on the state this saved plan would produce.")
 
 
-def _request(profile: list[str], file: str | None, set_: list[str], kubeconfig: str | None, context: str | None,
-             snapshot: str | None, snapshot_namespace: str, state_dir: str, timeout: str = "60s") -> Request:
-    return Request(tuple(profile), file, tuple(set_), kubeconfig, context, snapshot, snapshot_namespace, state_dir,
-                   timeout)
+def _request(profile: list[str], file: str | None, set_: list[str], kubeconfig: str | None,
+             context: str | list[str] | None, snapshot: str | None, snapshot_namespace: str, state_dir: str | None,
+             timeout: str = "60s", state: str | None = None, lock_duration: str = "30s") -> Request:
+    contexts = [context] if isinstance(context, str) else list(context or [])
+    return Request(tuple(profile), file, tuple(set_), kubeconfig, contexts[0] if len(contexts) == 1 else None,
+                   snapshot, snapshot_namespace, os.environ.get("HARDEN_STATE_DIR", "state"), timeout,
+                   # An explicit --state-dir is a state location like --state (its older spelling).
+                   state=state or state_dir, lock_duration=lock_duration,
+                   contexts=tuple(contexts) if len(contexts) > 1 else ())
 
 
 def _run(fn: Callable[..., int], *args: Any, output: Output = Output.TEXT, **kwargs: Any) -> None:
@@ -86,13 +97,15 @@ def _run(fn: Callable[..., int], *args: Any, output: Output = Output.TEXT, **kwa
 
 @app.command()
 def plan(profile: list[str] = ProfileOpt, file: str | None = StackOpt, set_: list[str] = SetOpt,
-         kubeconfig: str | None = KubeconfigOpt, context: str | None = ContextOpt, request_timeout: str = TimeoutOpt,
-         snapshot: str | None = SnapshotOpt, snapshot_namespace: str = SnapshotNsOpt, state_dir: str = StateOpt,
+         kubeconfig: str | None = KubeconfigOpt, context: list[str] = ContextsOpt, request_timeout: str = TimeoutOpt,
+         snapshot: str | None = SnapshotOpt, snapshot_namespace: str = SnapshotNsOpt,
+         state_dir: str | None = StateOpt, state: str | None = StateURLOpt,
          out_file: str | None = typer.Option(None, "--out", help="Write the plan as JSON to this file."),
          detailed_exitcode: bool = typer.Option(False, "--detailed-exitcode", help="Exit 2 when there are changes."),
          max_comment_size: int = MaxCommentOpt, output: Output = OutputOpt) -> None:
     """Show what would change, field by field, and what it does to security."""
-    req = _request(profile, file, set_, kubeconfig, context, snapshot, snapshot_namespace, state_dir, request_timeout)
+    req = _request(profile, file, set_, kubeconfig, context, snapshot, snapshot_namespace, state_dir, request_timeout,
+                   state)
     _run(commands.plan_cmd, req, out_file=out_file, detailed_exitcode=detailed_exitcode,
          max_comment_size=max_comment_size, output=output)
 
@@ -114,27 +127,29 @@ def review(base: str = typer.Option(..., "--base", help="The revision to compare
 @app.command()
 def apply(plan_file: str | None = typer.Argument(None, help="A plan saved with `harden plan --out`."),
           profile: list[str] = ProfileOpt, file: str | None = StackOpt, set_: list[str] = SetOpt,
-          kubeconfig: str | None = KubeconfigOpt, context: str | None = ContextOpt, request_timeout: str = TimeoutOpt,
-          state_dir: str = StateOpt,
+          kubeconfig: str | None = KubeconfigOpt, context: list[str] = ContextsOpt, request_timeout: str = TimeoutOpt,
+          state_dir: str | None = StateOpt, state: str | None = StateURLOpt, lock_duration: str = LockDurationOpt,
           auto_approve: bool = typer.Option(False, "--auto-approve", help="Do not ask for confirmation."),
           lock_timeout: str = typer.Option("0s", "--lock-timeout", help="How long to wait for the state lock."),
           parallelism: int = typer.Option(8, "--parallelism", min=1, max=64, help="Concurrent writes."),
           output: Output = ResultOutputOpt) -> None:
     """Apply the changes (a saved plan exactly, or a fresh plan after confirmation)."""
-    req = _request(profile, file, set_, kubeconfig, context, None, "default", state_dir, request_timeout)
+    req = _request(profile, file, set_, kubeconfig, context, None, "default", state_dir, request_timeout,
+                   state, lock_duration)
     _run(commands.apply_cmd, req, plan_file=plan_file, auto_approve=auto_approve, lock_timeout=lock_timeout,
          parallelism=parallelism, output=output)
 
 
 @app.command()
 def destroy(profile: list[str] = ProfileOpt, file: str | None = StackOpt, set_: list[str] = SetOpt,
-            kubeconfig: str | None = KubeconfigOpt, context: str | None = ContextOpt, request_timeout: str = TimeoutOpt,
-            state_dir: str = StateOpt,
+            kubeconfig: str | None = KubeconfigOpt, context: list[str] = ContextsOpt, request_timeout: str = TimeoutOpt,
+            state_dir: str | None = StateOpt, state: str | None = StateURLOpt, lock_duration: str = LockDurationOpt,
             auto_approve: bool = typer.Option(False, "--auto-approve", help="Do not ask for confirmation."),
             lock_timeout: str = typer.Option("0s", "--lock-timeout", help="How long to wait for the state lock."),
             output: Output = ResultOutputOpt) -> None:
     """Delete what harden created and hand back the fields it set (all of the stack, or the selected profiles)."""
-    req = _request(profile, file, set_, kubeconfig, context, None, "default", state_dir, request_timeout)
+    req = _request(profile, file, set_, kubeconfig, context, None, "default", state_dir, request_timeout,
+                   state, lock_duration)
     _run(commands.apply_cmd, req, plan_file=None, auto_approve=auto_approve, lock_timeout=lock_timeout, destroy=True,
          output=output)
 
@@ -161,16 +176,80 @@ def profiles(output: Output = ResultOutputOpt) -> None:
     _run(commands.profiles_cmd, output=output)
 
 
+StateStackOpt = typer.Option(None, "--stack", help="The stack (default: the stack file's name, else `default`).")
+StateKeyOpt = typer.Option(None, "--context", help="With a multi-cluster stack: the cluster whose state (`<stack>@<context>`).")
+
+
+def _state_request(file: str | None, stack: str | None, state_dir: str | None, state: str | None,
+                   kubeconfig: str | None, context: str | None, lock_duration: str = "30s") -> tuple[Request, str]:
+    """The request and stack name for a state command. The key of one cluster's state in a
+    multi-cluster stack is `<stack>@<context>`."""
+    name = stack or (commands.stack_name(file) if file else "default")
+    req = _request([], file, [], kubeconfig, context, None, "default", state_dir, "60s", state, lock_duration)
+    if context and file and stack_settings(file).get("clusters"):
+        req = commands.replace(req, state_key=f"{name}@{context}")
+    return req, name
+
+
 @state_app.command("list")
-def state_list(stack: str = typer.Option("default", "--stack"), state_dir: str = StateOpt) -> None:
+def state_list(stack: str | None = StateStackOpt, file: str | None = StackOpt, state_dir: str | None = StateOpt,
+               state: str | None = StateURLOpt, kubeconfig: str | None = KubeconfigOpt,
+               context: str | None = StateKeyOpt) -> None:
     """List the objects and patches harden manages."""
-    _run(commands.state_list_cmd, state_dir, stack)
+    req, name = _state_request(file, stack, state_dir, state, kubeconfig, context)
+    _run(commands.state_list_cmd, req, name)
 
 
 @state_app.command("show")
-def state_show(key: str, stack: str = typer.Option("default", "--stack"), state_dir: str = StateOpt) -> None:
+def state_show(key: str, stack: str | None = StateStackOpt, file: str | None = StackOpt,
+               state_dir: str | None = StateOpt, state: str | None = StateURLOpt,
+               kubeconfig: str | None = KubeconfigOpt, context: str | None = StateKeyOpt) -> None:
     """Show one state record."""
-    _run(commands.state_show_cmd, state_dir, stack, key)
+    req, name = _state_request(file, stack, state_dir, state, kubeconfig, context)
+    _run(commands.state_show_cmd, req, name, key)
+
+
+@state_app.command("pull")
+def state_pull(stack: str | None = StateStackOpt, file: str | None = StackOpt, state_dir: str | None = StateOpt,
+               state: str | None = StateURLOpt, kubeconfig: str | None = KubeconfigOpt,
+               context: str | None = StateKeyOpt) -> None:
+    """Print the stack's state as JSON (any journal folded in)."""
+    req, name = _state_request(file, stack, state_dir, state, kubeconfig, context)
+    _run(commands.state_pull_cmd, req, name)
+
+
+@state_app.command("push")
+def state_push(path: str = typer.Argument(..., help="A state file, e.g. from `harden state pull`."),
+               stack: str | None = StateStackOpt, file: str | None = StackOpt, state_dir: str | None = StateOpt,
+               state: str | None = StateURLOpt, kubeconfig: str | None = KubeconfigOpt,
+               context: str | None = StateKeyOpt,
+               force: bool = typer.Option(False, "--force", help="Overwrite a state of another lineage or a newer serial."),
+               lock_timeout: str = typer.Option("0s", "--lock-timeout", help="How long to wait for the state lock.")) -> None:
+    """Replace the stack's state with a file's (refused across lineages unless --force)."""
+    req, name = _state_request(file, stack, state_dir, state, kubeconfig, context)
+    _run(commands.state_push_cmd, req, name, path, force=force, lock_timeout=lock_timeout)
+
+
+@state_app.command("migrate")
+def state_migrate(to: str = typer.Option(..., "--to", help="The backend to copy the state to (file://DIR, kubernetes://NS)."),
+                  stack: str | None = StateStackOpt, file: str | None = StackOpt,
+                  state_dir: str | None = StateOpt, state: str | None = StateURLOpt,
+                  kubeconfig: str | None = KubeconfigOpt, context: str | None = StateKeyOpt,
+                  force: bool = typer.Option(False, "--force", help="Overwrite a state of another lineage there."),
+                  lock_timeout: str = typer.Option("0s", "--lock-timeout", help="How long to wait for each lock.")) -> None:
+    """Copy the stack's state from its backend (--state) to another (--to); the old copy is kept."""
+    req, name = _state_request(file, stack, state_dir, state, kubeconfig, context)
+    _run(commands.state_migrate_cmd, req, name, to, force=force, lock_timeout=lock_timeout)
+
+
+@app.command("force-unlock")
+def force_unlock(lock_id: str = typer.Argument(..., help="The lock ID the lock-held message names."),
+                 stack: str | None = StateStackOpt, file: str | None = StackOpt,
+                 state_dir: str | None = StateOpt, state: str | None = StateURLOpt,
+                 kubeconfig: str | None = KubeconfigOpt, context: str | None = StateKeyOpt) -> None:
+    """Release a state lock whose holder is gone (only with the ID of the lock held now)."""
+    req, name = _state_request(file, stack, state_dir, state, kubeconfig, context)
+    _run(commands.force_unlock_cmd, req, name, lock_id)
 
 
 @app.command()
@@ -182,7 +261,7 @@ def reach(src: str = typer.Option(..., "--from", help="NS/KEY=VAL[,KEY=VAL] (pod
           snapshot: str | None = SnapshotOpt, snapshot_namespace: str = SnapshotNsOpt,
           output: Output = ResultOutputOpt) -> None:
     """Is a network flow allowed by the NetworkPolicies, and which policies decide it?"""
-    _run(commands.reach_cmd, _request([], None, [], kubeconfig, context, snapshot, snapshot_namespace, "state"),
+    _run(commands.reach_cmd, _request([], None, [], kubeconfig, context, snapshot, snapshot_namespace, None),
          src=src, dst=dst, port=port, plan_file=plan_file, output=output)
 
 
@@ -196,7 +275,7 @@ def can_i(verb: str = typer.Argument(..., help="get, list, create, ..."),
           snapshot: str | None = SnapshotOpt, snapshot_namespace: str = SnapshotNsOpt,
           output: Output = ResultOutputOpt) -> None:
     """Like `kubectl auth can-i`, from RBAC objects, with the bindings and rules that grant it."""
-    _run(commands.can_i_cmd, _request([], None, [], kubeconfig, context, snapshot, snapshot_namespace, "state"),
+    _run(commands.can_i_cmd, _request([], None, [], kubeconfig, context, snapshot, snapshot_namespace, None),
          verb=verb, resource=resource, subject=subject, namespace=namespace, plan_file=plan_file, output=output)
 
 

@@ -12,12 +12,15 @@ import os
 import subprocess
 import tarfile
 import tempfile
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from .apply import apply_plan
-from .engine import Planned, Request, build_plan, connect, parse_duration
+from .engine import Planned, Request, build_plan, connect, open_backend, parse_duration, per_cluster
 from .errors import Diagnostics, ExpectationFailed, HardenError, InputError
 from .load import (
     builtin_profile_names,
@@ -29,7 +32,7 @@ from .load import (
 )
 from .model import Plan
 from .planfile import read_plan, write_plan
-from .state import FileBackend
+from .state import Backend, State, parse_state_url, state_from_data
 from .views import View
 from .yamlsrc import load_file
 
@@ -40,7 +43,14 @@ def plan_cmd(view: View, req: Request, *, out_file: str | None, detailed_exitcod
              max_comment_size: int = 65536) -> int:
     view.require("plan", View.plan)
     view.limit_size(max_comment_size)
-    planned = build_plan(req)
+    targets = per_cluster(req)
+    if len(targets) > 1:
+        return _each_cluster(view, targets, lambda r, planned: _plan_one(
+            view, planned, _out_for(out_file, r.context), detailed_exitcode))
+    return _plan_one(view, build_plan(targets[0]), out_file, detailed_exitcode)
+
+
+def _plan_one(view: View, planned: Planned, out_file: str | None, detailed_exitcode: bool) -> int:
     view.plan(planned.plan, planned.profile_files)
     if out_file:
         write_plan(planned.plan, out_file)
@@ -52,6 +62,66 @@ def plan_cmd(view: View, req: Request, *, out_file: str | None, detailed_exitcod
     return EXIT_CHANGES if (detailed_exitcode and planned.plan.has_changes) else EXIT_OK
 
 
+def _out_for(out_file: str | None, context: str | None) -> str | None:
+    """One plan file per cluster: plan.json -> plan@CONTEXT.json."""
+    if not out_file:
+        return None
+    path = Path(out_file)
+    return str(path.with_name(f"{path.stem}@{context}{path.suffix}"))
+
+
+def worst(codes: list[int]) -> int:
+    """One exit code for a run over several clusters: an error beats changes beats nothing to do."""
+    for code in (EXIT_ERROR, EXIT_CHANGES):
+        if code in codes:
+            return code
+    return max(codes, default=EXIT_OK)
+
+
+def _each_cluster(view: View, targets: list[Request], show: Callable[[Request, Planned], int], *,
+                  destroy: bool = False, lock: Callable[[Request], Any] | None = None,
+                  then: Callable[[dict[str, Planned]], dict[str, int]] | None = None) -> int:
+    """Lock (if `lock`) and plan every cluster in parallel (a failing cluster does not stop the
+    others), `show` each in turn, then (`then`) act on those that planned cleanly, still under their
+    locks; one summary and the worst exit code at the end."""
+    codes: dict[str, int] = {}
+    notes: dict[str, str] = {}
+
+    def failed(context: str, exc: HardenError) -> None:
+        view.diagnostics(exc.diagnostics)
+        codes[context], notes[context] = exc.exit_code, exc.diagnostic.summary
+
+    with ExitStack() as held:
+        backends: dict[str, Any] = {}
+        ready: list[Request] = []
+        for r in targets:
+            try:
+                backends[str(r.context)] = held.enter_context(lock(r)) if lock else None
+                ready.append(r)
+            except HardenError as exc:
+                view.cluster(str(r.context))
+                failed(str(r.context), exc)
+        with ThreadPoolExecutor(min(8, max(1, len(ready)))) as pool:
+            futures = {str(r.context): pool.submit(build_plan, r, destroy=destroy, backend=backends[str(r.context)])
+                       for r in ready}
+        shown: dict[str, Planned] = {}
+        for r in ready:
+            context = str(r.context)
+            view.cluster(context)
+            try:
+                planned = futures[context].result()
+                codes[context] = show(r, planned)
+                notes[context] = "changes" if planned.plan.has_changes else "no changes"
+                shown[context] = planned
+            except HardenError as exc:
+                failed(context, exc)
+        for context, code in (then(shown) if then else {}).items():
+            codes[context] = code
+            notes[context] = "applied" if code == EXIT_OK else "failed"
+    view.clusters_summary([(str(r.context), codes[str(r.context)], notes[str(r.context)]) for r in targets])
+    return worst(list(codes.values()))
+
+
 def _parse_duration(text: str) -> float:
     return parse_duration(text, "--lock-timeout")
 
@@ -61,6 +131,13 @@ def _run_apply(view: View, planned: Planned, plan: Plan, parallelism: int = 8) -
         result = apply_plan(plan, planned.client, planned.backend, parallelism=parallelism, progress=note)
     view.apply_result(plan, result)
     return EXIT_ERROR if result.failed else EXIT_OK
+
+
+@contextmanager
+def _locked(req: Request, client: Any, stack: str, timeout: float, what: str) -> Iterator[Backend]:
+    backend = open_backend(req, stack, client)
+    with backend.lock(timeout, what):
+        yield backend
 
 
 def apply_cmd(view: View, req: Request, *, plan_file: str | None, auto_approve: bool, lock_timeout: str,
@@ -77,15 +154,43 @@ def apply_cmd(view: View, req: Request, *, plan_file: str | None, auto_approve: 
             failed = ", ".join(f"{f.profile}/{f.id}" for f in plan.failed_findings)
             raise ExpectationFailed(f"this plan breaks {failed}; refusing to apply it", file=plan_file,
                                     hint="fix the profile parameters and plan again")
+        if len(req.contexts) > 1:
+            raise InputError("a saved plan is for one cluster; name one --context", field="--context",
+                             hint="a plan over several clusters writes one file per cluster (plan@CONTEXT.json)")
         source, client = connect(req)
-        backend = FileBackend(req.state_dir, plan.stack)
-        with backend.lock(timeout, "apply"):
+        req = replace(req, state_key=plan.source.get("stateKey") or req.state_key)
+        with _locked(req, client, plan.stack, timeout, "apply") as backend:
             planned = Planned(plan, None, client, backend, backend.read())
             return _run_apply(view, planned, plan, parallelism)
+    stack = stack_name(req.stack_file)
+    targets = per_cluster(req)
+    if len(targets) > 1:
+        def show(r: Request, planned: Planned) -> int:
+            view.apply_plan(planned.plan)
+            if planned.plan.failed_findings:
+                failed = ", ".join(f"{f.profile}/{f.id}" for f in planned.plan.failed_findings)
+                raise ExpectationFailed(f"the plan would break: {failed}", hint="nothing was applied in this cluster")
+            return EXIT_OK
+
+        def then(shown: dict[str, Planned]) -> dict[str, int]:
+            if any(p.plan.has_changes for p in shown.values()) and not auto_approve and not view.confirm(question):
+                return {context: EXIT_ERROR for context in shown}
+            out: dict[str, int] = {}
+            for context, planned in shown.items():
+                view.cluster(context)
+                try:
+                    out[context] = _run_apply(view, planned, planned.plan, parallelism)
+                except HardenError as exc:
+                    view.diagnostics(exc.diagnostics)
+                    out[context] = exc.exit_code
+            return out
+
+        # Every cluster is locked, then planned; one confirmation; then applied cluster by cluster.
+        return _each_cluster(view, targets, show, destroy=destroy, then=then,
+                             lock=lambda r: _locked(r, None, stack, timeout, command))
     # Lock first, then plan: nobody can change state between this plan and its apply.
-    backend = FileBackend(req.state_dir, stack_name(req.stack_file))
-    with backend.lock(timeout, command):
-        planned = build_plan(req, destroy=destroy)
+    with _locked(targets[0], None, stack, timeout, command) as backend:
+        planned = build_plan(targets[0], destroy=destroy, backend=backend)
         plan = planned.plan
         view.apply_plan(plan)
         if plan.failed_findings:
@@ -144,19 +249,75 @@ def profiles_cmd(view: View) -> int:
     return EXIT_OK
 
 
-def state_list_cmd(view: View, state_dir: str, stack: str) -> int:
+def state_list_cmd(view: View, req: Request, stack: str) -> int:
     view.require("state list", View.state_list)
-    view.state_list(state_dir, FileBackend(state_dir, stack).read())
+    backend = open_backend(req, stack)
+    view.state_list(backend.dir if hasattr(backend, "dir") else backend.describe(), backend.read())
     return EXIT_OK
 
 
-def state_show_cmd(view: View, state_dir: str, stack: str, key: str) -> int:
+def state_show_cmd(view: View, req: Request, stack: str, key: str) -> int:
     view.require("state show", View.state_show)
-    state = FileBackend(state_dir, stack).read()
+    state = open_backend(req, stack).read()
     rec = state.records.get(key)
     if rec is None:
         raise InputError(f"no state record {key!r} in stack {stack!r}", hint="list the keys with `harden state list`")
     view.state_show(state, rec)
+    return EXIT_OK
+
+
+def state_pull_cmd(view: View, req: Request, stack: str) -> int:
+    """The stack's state (journal folded in) as JSON on stdout, like `terraform state pull`."""
+    view.state_document(open_backend(req, stack).read().to_dict())
+    return EXIT_OK
+
+
+def push_state(source: State, backend: Backend, *, force: bool) -> State:
+    """Write `source` over the backend's state, refusing what `terraform state push` refuses: another
+    lineage, or an older serial of this one (either would lose writes), unless forced."""
+    dest = backend.read()
+    if not force and dest.lineage and source.lineage != dest.lineage:
+        raise InputError(f"cannot push: the state there has lineage {dest.lineage}, this one {source.lineage}",
+                         hint="these are different states; --force overwrites the other one")
+    if not force and dest.lineage and source.serial < dest.serial:
+        raise InputError(f"cannot push: the state there is newer (serial {dest.serial} > {source.serial})",
+                         hint="pull it first; --force overwrites it")
+    pushed = replace(source, stack=dest.stack, serial=max(source.serial, dest.serial) + 1)
+    backend.write(pushed)
+    return pushed
+
+
+def state_push_cmd(view: View, req: Request, stack: str, path: str, *, force: bool, lock_timeout: str) -> int:
+    import json
+
+    try:
+        source = state_from_data(json.loads(Path(path).read_text()), path)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"not a harden state file ({type(exc).__name__}: {exc})", file=path,
+                         hint="state files are written by `harden state pull`") from None
+    backend = open_backend(req, stack)
+    with backend.lock(_parse_duration(lock_timeout), "state push"):
+        pushed = push_state(source, backend, force=force)
+    view.state_moved(path, backend.describe(), pushed)
+    return EXIT_OK
+
+
+def state_migrate_cmd(view: View, req: Request, stack: str, to: str, *, force: bool, lock_timeout: str) -> int:
+    """Copy the stack's state from the current backend to `to`, both locked; the old copy stays."""
+    parse_state_url(to, "--to")
+    timeout = _parse_duration(lock_timeout)
+    source_backend = open_backend(req, stack)
+    target = open_backend(replace(req, state=to), stack)
+    with source_backend.lock(timeout, "state migrate"), target.lock(timeout, "state migrate"):
+        pushed = push_state(source_backend.read(), target, force=force)
+    view.state_moved(source_backend.describe(), target.describe(), pushed)
+    return EXIT_OK
+
+
+def force_unlock_cmd(view: View, req: Request, stack: str, lock_id: str) -> int:
+    backend = open_backend(req, stack)
+    backend.force_unlock(lock_id)
+    view.unlocked(backend.describe(), lock_id)
     return EXIT_OK
 
 

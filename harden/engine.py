@@ -6,6 +6,7 @@ snapshot) once, in bulk; everything after that is pure.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +21,7 @@ from .needs import component_specs
 from .observe import ClusterSource, Live, SnapshotSource
 from .plan import detect, kinds_needed, make_plan, predict
 from .render import Rendered, render
-from .state import FileBackend, State
+from .state import Backend, FileBackend, State, StateURL, parse_state_url
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,10 @@ class Request:
     snapshot_namespace: str = "default"
     state_dir: str = "state"
     request_timeout: str = "60s"  # per Kubernetes API request (`--request-timeout`)
+    state: str | None = None      # a state URL (`--state`, or `--state-dir` given explicitly)
+    lock_duration: str = "30s"    # the in-cluster lock's Lease duration (`--lock-duration`)
+    state_key: str | None = None  # `<stack>@<context>` when one run spans several clusters
+    contexts: tuple[str, ...] = ()  # `--context` given more than once
 
 
 @dataclass
@@ -41,7 +46,7 @@ class Planned:
     plan: Plan
     live: Live | None  # None for a saved plan: it carries what was observed when it was made
     client: Any
-    backend: FileBackend
+    backend: Backend
     state: State
     profile_files: dict[str, str] = field(default_factory=dict)
     after: list[dict] = field(default_factory=list)  # the objects as the plan would leave them
@@ -78,6 +83,66 @@ def connect(req: Request) -> tuple[Any, Any]:
     return ClusterSource(client), client
 
 
+def stack_settings(stack_file: str | None) -> dict[str, Any]:
+    """What a stack file says about where it runs: `state` (a URL) and `clusters` (contexts)."""
+    if not stack_file:
+        return {}
+    from .yamlsrc import load_file
+
+    docs = load_file(stack_file)
+    data = docs[0].data if docs and isinstance(docs[0].data, dict) else {}
+    return {k: data[k] for k in ("state", "clusters") if k in data}
+
+
+def state_location(req: Request) -> StateURL:
+    """Where state lives: --state (or an explicit --state-dir), HARDEN_STATE, the stack file's
+    `state:`, then the state directory (HARDEN_STATE_DIR, default `state/`)."""
+    if req.state:
+        return parse_state_url(req.state, "--state")
+    if os.environ.get("HARDEN_STATE"):
+        return parse_state_url(os.environ["HARDEN_STATE"], "HARDEN_STATE")
+    settings = stack_settings(req.stack_file)
+    if settings.get("state"):
+        return parse_state_url(str(settings["state"]), "state")
+    return parse_state_url(req.state_dir, "--state-dir")
+
+
+def per_cluster(req: Request) -> list[Request]:
+    """One request per cluster: several `--context`s, or the stack file's `clusters:` (unless one
+    --context picks a cluster). Across clusters each keeps its own state and lock, under the key
+    `<stack>@<context>`; a single cluster keeps the plain stack key."""
+    names = list(req.contexts)
+    listed = [str(c) for c in stack_settings(req.stack_file).get("clusters") or []]
+    stack = stack_name(req.stack_file)
+    if not names and req.context is not None:
+        # One cluster of a multi-cluster stack keeps the key it has in a run over all of them.
+        return [replace(req, state_key=f"{stack}@{req.context}") if listed else req]
+    names = names or listed
+    if not names:
+        return [req]
+    return [replace(req, context=c, contexts=(), state_key=f"{stack}@{c}") for c in names]
+
+
+def open_backend(req: Request, stack: str, client: Any = None) -> Backend:
+    """The stack's state backend; an in-cluster one talks to the cluster `req` names."""
+    where = state_location(req)
+    key = req.state_key or stack
+    if where.scheme == "file":
+        return FileBackend(where.location, stack, key)
+    from .statebackend_kube import KubeBackend
+
+    if client is None:
+        from .kube import KubeClient, Timeouts
+
+        client = KubeClient(req.kubeconfig, req.context,
+                            timeouts=Timeouts.of(parse_duration(req.request_timeout, "--request-timeout")))
+    seconds = parse_duration(req.lock_duration, "--lock-duration")
+    if seconds < 1:
+        raise InputError("--lock-duration must be at least 1s", field="--lock-duration",
+                         hint="the lock is renewed every third of it; write e.g. 30s")
+    return KubeBackend(client, where.location, stack, key, lease_seconds=int(seconds))
+
+
 def rendered_for(selection: Selection) -> list[Rendered]:
     return [render(s, selection.stack) for s in selection.items]
 
@@ -91,7 +156,8 @@ def declared_kinds(stack_file: str | None, sets: list[str]) -> set[tuple[str, st
     return {(str(o.get("apiVersion")), str(o.get("kind"))) for p in profiles for o in p.data.get("objects", [])}
 
 
-def build_plan(req: Request, *, destroy: bool = False, with_impact: bool = True) -> Planned:
+def build_plan(req: Request, *, destroy: bool = False, with_impact: bool = True,
+               backend: Backend | None = None) -> Planned:
     names = {load_profile(p).name for p in req.profiles} if destroy else set()
     if destroy and req.stack_file and names:
         # Destroying some profiles of a stack = planning the stack without them, keeping only what
@@ -105,9 +171,9 @@ def build_plan(req: Request, *, destroy: bool = False, with_impact: bool = True)
     else:
         selection = select(list(req.profiles), req.stack_file, list(req.sets))
     rendered = rendered_for(selection)
-    backend = FileBackend(req.state_dir, selection.stack)
-    state = backend.read()
     source, client = connect(req)
+    backend = backend or open_backend(req, selection.stack, client)
+    state = backend.read()
     kinds = kinds_needed(rendered, state)
     if destroy:
         # With its state lost, what a stack owns is found by label: every kind its profiles (or, with
@@ -162,7 +228,8 @@ def build_plan(req: Request, *, destroy: bool = False, with_impact: bool = True)
     impact = security_impact(live.all(), after) if with_impact else {}
     impact = {**impact, "installs": [install_report(i, i in used) for i in installs],
               "needs": [r.to_dict() for r in results]}
-    plan = replace(plan, findings=tuple(findings), impact=impact, detected=tuple(detected))
+    plan = replace(plan, findings=tuple(findings), impact=impact, detected=tuple(detected),
+                   source={**plan.source, **({"stateKey": req.state_key} if req.state_key else {})})
     return Planned(plan, live, client, backend, state, files, after)
 
 

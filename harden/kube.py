@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
 import contextlib
 import email.utils
 import json
@@ -431,6 +432,35 @@ class KubeClient:
 
         with contextlib.suppress(NotFound):  # already gone: the desired end state
             self._call(f"delete {kind} {_where(namespace, name)}", send, settle=None if dry_run else gone)
+
+    # -- plain object calls, for the in-cluster state backend (Secrets and Leases) -----------------
+
+    def select(self, api_version: str, kind: str, namespace: str, labels: dict[str, str]) -> builtins.list[Obj]:
+        """The objects of a kind in one namespace carrying `labels` (one LIST, not paginated: state
+        objects are few)."""
+        res = self._res_for({"apiVersion": api_version, "kind": kind})
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        page = self._call(f"list {kind} in {namespace}",
+                          lambda: res.get(namespace=namespace, label_selector=selector).to_dict())
+        return [{**item, "apiVersion": api_version, "kind": kind} for item in page.get("items") or []]
+
+    def create(self, body: Obj) -> Obj:
+        """POST; a lost answer is settled by reading the object back (it exists as sent: done)."""
+        res = self._res_for(body)
+        meta = body["metadata"]
+        return self._call(f"create {body['kind']} {_where(meta.get('namespace'), meta['name'])}",
+                          lambda: res.create(body=body, namespace=meta.get("namespace")).to_dict(),
+                          settle=lambda: self._landed(body))
+
+    def replace(self, body: Obj) -> Obj:
+        """PUT with the body's resourceVersion as precondition (optimistic concurrency: a Conflict
+        means someone else wrote the object since it was read)."""
+        res = self._res_for(body)
+        meta = body["metadata"]
+        return self._call(f"update {body['kind']} {_where(meta.get('namespace'), meta['name'])}",
+                          lambda: res.replace(body=body, name=meta["name"], namespace=meta.get("namespace")).to_dict(),
+                          settle=lambda: self._landed({**body, "metadata": {k: v for k, v in meta.items()
+                                                                             if k != "resourceVersion"}}))
 
     def openapi(self, path: str) -> dict[str, Any] | None:
         """An OpenAPI v3 document of the server (`/openapi/v3/apis/apps/v1`), None if not served."""

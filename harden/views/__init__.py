@@ -116,6 +116,29 @@ class View:
     def apply_progress(self, total: int) -> Iterator[Progress]:
         yield lambda event, change: None
 
+    # -- state backends and runs over several clusters: the same in every format ------------------
+
+    def state_document(self, data: dict[str, Any]) -> None:
+        """A whole state (`harden state pull`): JSON whatever the format, as it is stored."""
+        self.out.print(Text(json.dumps(data, indent=2)))
+
+    def state_moved(self, source: str, target: str, state: State) -> None:
+        self.err.print(Text(f"State of stack {state.stack!r} copied from {source} to {target} "
+                            f"(lineage {state.lineage}, serial {state.serial})."))
+
+    def unlocked(self, where: str, lock_id: str) -> None:
+        self.err.print(Text(f"Lock {lock_id} in {where} released. Another run may now take it."))
+
+    def cluster(self, context: str) -> None:
+        """A run over several clusters: what follows is about this one (on stderr, so stdout stays
+        each cluster's document in the chosen format)."""
+        self.err.print(Text(f"\n=== cluster {context} ===", style="bold"))
+
+    def clusters_summary(self, rows: list[tuple[str, int, str]]) -> None:
+        self.err.print(Text("\nClusters:", style="bold"))
+        for context, code, note in rows:
+            self.err.print(Text(f"  {context}: exit {code} ({note})"))
+
     # -- failures: every format reports them, on stderr -------------------------------------------
 
     def diagnostics(self, diagnostics: list[Diagnostic]) -> None:

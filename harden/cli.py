@@ -10,15 +10,21 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from typing import Callable, List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
-from rich.console import Console
 
-from . import __version__, commands, views
-from .engine import Request
+from . import __version__
 from .errors import HardenError
 from .views import Output
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from .engine import Request
+
+# A command imports what it needs when it runs (commands, engine, rich, the Kubernetes client):
+# `harden version` or `--help` pays for typer alone.
 
 # 128 + SIGINT: what shells report for a command stopped by Ctrl-C, so scripts can tell it from a failure.
 EXIT_INTERRUPTED = 130
@@ -30,7 +36,9 @@ state_app = typer.Typer(no_args_is_help=True, help="Inspect what harden manages.
 app.add_typer(state_app, name="state")
 
 
-def _consoles() -> tuple[Console, Console]:
+def _consoles() -> tuple["Console", "Console"]:
+    from rich.console import Console
+
     no_color = bool(os.environ.get("NO_COLOR"))
     # soft_wrap: long lines (paths, error messages) are never broken mid-token, so logs stay greppable.
     return (Console(no_color=no_color, highlight=False, soft_wrap=True),
@@ -52,16 +60,22 @@ OutputOpt = typer.Option(Output.TEXT, "--output", "-o", help="text, json, markdo
 ResultOutputOpt = typer.Option(Output.TEXT, "--output", "-o", help="text or json.")
 
 
-def _request(profile, file, set_, kubeconfig, context, snapshot, snapshot_namespace, state_dir, timeout="60s") -> Request:
+def _request(profile, file, set_, kubeconfig, context, snapshot, snapshot_namespace, state_dir, timeout="60s") -> "Request":
+    from .engine import Request
+
     return Request(tuple(profile), file, tuple(set_), kubeconfig, context, snapshot, snapshot_namespace, state_dir, timeout)
 
 
-def _run(fn: Callable[..., int], *args, output: Output = Output.TEXT, **kwargs) -> None:
-    """Run a command with the view for `output`; the one place failures become exit codes."""
+def _run(command: str, *args, output: Output = Output.TEXT, **kwargs) -> None:
+    """Run `harden.commands.<command>` with the view for `output`; the one place failures become exit codes."""
+    from . import views
+
     out, err = _consoles()
     view = views.make(output, out, err)
     try:
-        code = fn(view, *args, **kwargs)
+        from . import commands
+
+        code = getattr(commands, command)(view, *args, **kwargs)
     except HardenError as exc:
         view.diagnostics(exc.diagnostics)
         code = exc.exit_code
@@ -83,7 +97,7 @@ def plan(profile: List[str] = ProfileOpt, file: Optional[str] = StackOpt, set_: 
          detailed_exitcode: bool = typer.Option(False, "--detailed-exitcode", help="Exit 2 when there are changes."),
          output: Output = OutputOpt) -> None:
     """Show what would change, field by field, and what it does to security."""
-    _run(commands.plan_cmd, _request(profile, file, set_, kubeconfig, context, snapshot, snapshot_namespace, state_dir, request_timeout),
+    _run("plan_cmd", _request(profile, file, set_, kubeconfig, context, snapshot, snapshot_namespace, state_dir, request_timeout),
          out_file=out_file, detailed_exitcode=detailed_exitcode, output=output)
 
 
@@ -96,7 +110,7 @@ def apply(plan_file: Optional[str] = typer.Argument(None, help="A plan saved wit
           parallelism: int = typer.Option(8, "--parallelism", min=1, max=64, help="Concurrent writes."),
           output: Output = ResultOutputOpt) -> None:
     """Apply the changes (a saved plan exactly, or a fresh plan after confirmation)."""
-    _run(commands.apply_cmd, _request(profile, file, set_, kubeconfig, context, None, "default", state_dir, request_timeout),
+    _run("apply_cmd", _request(profile, file, set_, kubeconfig, context, None, "default", state_dir, request_timeout),
          plan_file=plan_file, auto_approve=auto_approve, lock_timeout=lock_timeout, parallelism=parallelism,
          output=output)
 
@@ -108,7 +122,7 @@ def destroy(profile: List[str] = ProfileOpt, file: Optional[str] = StackOpt, set
             lock_timeout: str = typer.Option("0s", "--lock-timeout", help="How long to wait for the state lock."),
             output: Output = ResultOutputOpt) -> None:
     """Delete what harden created and hand back the fields it set (all of the stack, or the selected profiles)."""
-    _run(commands.apply_cmd, _request(profile, file, set_, kubeconfig, context, None, "default", state_dir, request_timeout),
+    _run("apply_cmd", _request(profile, file, set_, kubeconfig, context, None, "default", state_dir, request_timeout),
          plan_file=None, auto_approve=auto_approve, lock_timeout=lock_timeout, destroy=True, output=output)
 
 
@@ -116,31 +130,31 @@ def destroy(profile: List[str] = ProfileOpt, file: Optional[str] = StackOpt, set
 def show(plan_file: str = typer.Argument(..., help="A plan saved with `harden plan --out`."),
          output: Output = OutputOpt) -> None:
     """Show a saved plan."""
-    _run(commands.show_cmd, plan_file, output=output)
+    _run("show_cmd", plan_file, output=output)
 
 
 @app.command()
 def validate(paths: List[str] = typer.Argument(None, help="Profile or stack files or directories (default: built-ins).")) -> None:
     """Check profile and stack files without touching a cluster."""
-    _run(commands.validate_cmd, list(paths or []))
+    _run("validate_cmd", list(paths or []))
 
 
 @app.command()
 def profiles(output: Output = ResultOutputOpt) -> None:
     """List the built-in profiles."""
-    _run(commands.profiles_cmd, output=output)
+    _run("profiles_cmd", output=output)
 
 
 @state_app.command("list")
 def state_list(stack: str = typer.Option("default", "--stack"), state_dir: str = StateOpt) -> None:
     """List the objects and patches harden manages."""
-    _run(commands.state_list_cmd, state_dir, stack)
+    _run("state_list_cmd", state_dir, stack)
 
 
 @state_app.command("show")
 def state_show(key: str, stack: str = typer.Option("default", "--stack"), state_dir: str = StateOpt) -> None:
     """Show one state record."""
-    _run(commands.state_show_cmd, state_dir, stack, key)
+    _run("state_show_cmd", state_dir, stack, key)
 
 
 @app.command()
@@ -152,7 +166,7 @@ def reach(src: str = typer.Option(..., "--from", help="NS/KEY=VAL[,KEY=VAL] (pod
           snapshot: Optional[str] = SnapshotOpt, snapshot_namespace: str = SnapshotNsOpt,
           output: Output = ResultOutputOpt) -> None:
     """Is a network flow allowed by the NetworkPolicies, and which policies decide it?"""
-    _run(commands.reach_cmd, _request([], None, [], kubeconfig, context, snapshot, snapshot_namespace, "state"),
+    _run("reach_cmd", _request([], None, [], kubeconfig, context, snapshot, snapshot_namespace, "state"),
          src=src, dst=dst, port=port, plan_file=plan_file, output=output)
 
 
@@ -166,7 +180,7 @@ def can_i(verb: str = typer.Argument(..., help="get, list, create, ..."),
           snapshot: Optional[str] = SnapshotOpt, snapshot_namespace: str = SnapshotNsOpt,
           output: Output = ResultOutputOpt) -> None:
     """Like `kubectl auth can-i`, from RBAC objects, with the bindings and rules that grant it."""
-    _run(commands.can_i_cmd, _request([], None, [], kubeconfig, context, snapshot, snapshot_namespace, "state"),
+    _run("can_i_cmd", _request([], None, [], kubeconfig, context, snapshot, snapshot_namespace, "state"),
          verb=verb, resource=resource, subject=subject, namespace=namespace, plan_file=plan_file, output=output)
 
 
@@ -177,6 +191,11 @@ def version() -> None:
 
 
 def main() -> None:
+    if sys.argv[1:] == ["version"]:
+        # Answered before typer builds the command line: typer builds a pydantic validator for
+        # every parameter of every command first, which costs more than the rest of the start.
+        version()
+        return
     app()
 
 

@@ -14,13 +14,12 @@ import json
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator, NoReturn
 
-from rich.console import Console
-from rich.text import Text
-
 from ..errors import Diagnostic, InputError
 from ..model import Action, Change, ChangeKind, Plan
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from ..apply import Progress, Result
     from ..impact import netpol, rbac
     from ..model import Record, State
@@ -111,6 +110,8 @@ class View:
     # -- failures: every format reports them, on stderr -------------------------------------------
 
     def diagnostics(self, diagnostics: list[Diagnostic]) -> None:
+        from rich.text import Text  # here, not at the top: `harden version` never loads rich
+
         for d in diagnostics:
             self.err.print(Text("Error: ", style="bold red") + Text(d.render()))
 

@@ -54,10 +54,12 @@ def comparable(body: Obj) -> Obj:
     A new top-level mapping: the nested values are shared with `body` (normalization copies only
     what it changes), so nothing below may be changed in place.
     """
-    body = dict(normalize(body))
+    # Server-owned parts go first, so normalization never walks them (managedFields alone is
+    # often larger than the rest of the object); no normalizer reads them.
+    body = {k: v for k, v in body.items() if k != "status"}
     meta = body.get("metadata") or {}
     body["metadata"] = {k: v for k, v in meta.items() if k not in IGNORED_METADATA}
-    body.pop("status", None)
+    body = dict(normalize(body))
     if body.get("kind") == "ConfigMap" and isinstance(body.get("data"), dict):
         # A YAML document inside a ConfigMap value is compared as structure, not text.
         body["data"] = {k: _maybe_yaml(v) for k, v in body["data"].items()}
@@ -125,12 +127,18 @@ def _identical(a: Any, b: Any) -> bool:
 
 
 def _same_types(a: Any, b: Any) -> bool:
-    if type(a) is not type(b):
+    # Plain loops, not all() over generators: this runs on every equal object of a plan.
+    t = type(a)
+    if t is not type(b):
         return False
     if isinstance(a, dict):
-        return all(_same_types(v, b[k]) for k, v in a.items())
-    if isinstance(a, list):
-        return all(_same_types(x, y) for x, y in zip(a, b))
+        for k, v in a.items():
+            if not _same_types(v, b[k]):
+                return False
+    elif isinstance(a, (list, tuple)):
+        for x, y in zip(a, b):
+            if not _same_types(x, y):
+                return False
     return True
 
 

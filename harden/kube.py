@@ -368,10 +368,11 @@ class KubeClient:
         out: list[Obj] = []
         token = None
         while True:
-            # Each page is its own request, retried on its own: a reset mid-list costs one page.
-            # The lambda runs inside this iteration (the retries included), so it sees this page's token.
-            page = self._call(f"list {kind}",
-                              lambda: res.get(namespace=namespace, limit=PAGE, _continue=token).to_dict())  # noqa: B023
+            # Each page is its own request, retried on its own: a reset mid-list costs one page. The
+            # page is parsed straight from JSON (serialize=False): the client's ResourceInstance
+            # model and its to_dict() cost five times the request at 10,000 objects.
+            page = self._call(f"list {kind}", lambda: _json(res.get(
+                namespace=namespace, limit=PAGE, _continue=token, serialize=False).data))  # noqa: B023
             for item in page.get("items") or []:
                 item.setdefault("apiVersion", api_version)
                 item.setdefault("kind", kind)
@@ -493,6 +494,11 @@ class KubeClient:
             raise ClusterError(f"the API server does not serve {body['kind']} ({body['apiVersion']})",
                                hint="install the CRD first, or deselect the profile that needs it")
         return res
+
+
+def _json(data: bytes) -> Any:
+    """A response body as plain data; the API server answers LIST in JSON (Accept above)."""
+    return json.loads(data)
 
 
 def carries(live: Obj, body: Obj) -> bool:

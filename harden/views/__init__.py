@@ -15,13 +15,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from rich.console import Console
-from rich.text import Text
-
 from ..errors import Diagnostic, InputError
 from ..model import Action, Change, ChangeKind, Plan
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from ..apply import Progress, Result
     from ..impact import netpol, rbac
     from ..model import Record, State
@@ -117,24 +116,35 @@ class View:
         yield lambda event, change: None
 
     # -- state backends and runs over several clusters: the same in every format ------------------
+    # (rich's Text is imported where it is used: importing the views loads no rich.)
 
     def state_document(self, data: dict[str, Any]) -> None:
         """A whole state (`harden state pull`): JSON whatever the format, as it is stored."""
+        from rich.text import Text
+
         self.out.print(Text(json.dumps(data, indent=2)))
 
     def state_moved(self, source: str, target: str, state: State) -> None:
+        from rich.text import Text
+
         self.err.print(Text(f"State of stack {state.stack!r} copied from {source} to {target} "
                             f"(lineage {state.lineage}, serial {state.serial})."))
 
     def unlocked(self, where: str, lock_id: str) -> None:
+        from rich.text import Text
+
         self.err.print(Text(f"Lock {lock_id} in {where} released. Another run may now take it."))
 
     def cluster(self, context: str) -> None:
         """A run over several clusters: what follows is about this one (on stderr, so stdout stays
         each cluster's document in the chosen format)."""
+        from rich.text import Text
+
         self.err.print(Text(f"\n=== cluster {context} ===", style="bold"))
 
     def clusters_summary(self, rows: list[tuple[str, int, str]]) -> None:
+        from rich.text import Text
+
         self.err.print(Text("\nClusters:", style="bold"))
         for context, code, note in rows:
             self.err.print(Text(f"  {context}: exit {code} ({note})"))
@@ -142,6 +152,8 @@ class View:
     # -- failures: every format reports them, on stderr -------------------------------------------
 
     def diagnostics(self, diagnostics: list[Diagnostic]) -> None:
+        from rich.text import Text  # here, not at the top: `harden version` never loads rich
+
         for d in diagnostics:
             self.err.print(Text("Error: ", style="bold red") + Text(d.render()))
 

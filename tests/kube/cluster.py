@@ -10,6 +10,7 @@ kube-root-ca.crt, aggregated cluster roles).
 
 Usage:
     python tests/kube/cluster.py build            # prints the binary path
+    python tests/kube/cluster.py kubectl          # prints the path of kubectl (built in)
     python tests/kube/cluster.py up DIR [--watch-pid PID] [--timeout S]
     python tests/kube/cluster.py down DIR
     python tests/kube/cluster.py status DIR
@@ -110,6 +111,7 @@ def build(verbose: bool = True) -> Path:
     out_dir = cache_root() / source_hash()
     binary = out_dir / "kubestack"
     if binary.exists():
+        _link_kubectl(binary)
         return binary
 
     go = shutil.which("go")
@@ -145,6 +147,7 @@ def build(verbose: bool = True) -> Path:
         tmp.unlink(missing_ok=True)
         raise ClusterError(f"go build failed with exit code {proc.returncode}")
     os.replace(tmp, binary)
+    _link_kubectl(binary)
     elapsed = time.monotonic() - started
     (out_dir / "build.json").write_text(json.dumps({
         "kubernetes_version": version,
@@ -155,6 +158,30 @@ def build(verbose: bool = True) -> Path:
     if verbose:
         print(f"built kubestack in {elapsed:.0f}s", file=sys.stderr, flush=True)
     return binary
+
+
+def _link_kubectl(binary: Path) -> Path:
+    """kubestack is multi-call: invoked as `kubectl` it is kubectl (main.go)."""
+    link = binary.parent / "kubectl"
+    if not link.exists():
+        tmp = binary.parent / f".kubectl.{os.getpid()}.tmp"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(binary.name)
+        os.replace(tmp, link)
+    return link
+
+
+def kubectl(verbose: bool = True) -> Path:
+    """kubectl of the pinned release, built into kubestack (no download)."""
+    binary = build(verbose=verbose)
+    if not os.environ.get("HARDEN_KUBESTACK"):
+        return _link_kubectl(binary)
+    # An override binary may live where we must not write: link from the cache.
+    link = cache_root() / "override" / "kubectl"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.unlink(missing_ok=True)
+    link.symlink_to(binary.resolve())
+    return link
 
 
 # --------------------------------------------------------------------------
@@ -569,6 +596,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("build", help="build kubestack if not cached; print its path")
+    sub.add_parser("kubectl", help="build kubestack if not cached; print the path of its kubectl")
     pu = sub.add_parser("up", help="start a cluster in DIR; print the admin kubeconfig path")
     pu.add_argument("dir")
     pu.add_argument("--watch-pid", type=int, default=None,
@@ -584,6 +612,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if a.cmd == "build":
             print(build())
+        elif a.cmd == "kubectl":
+            print(kubectl())
         elif a.cmd == "up":
             info = up(a.dir, watch_pid=a.watch_pid, timeout=a.timeout,
                       wait_controllers=not a.no_wait_controllers)

@@ -3,7 +3,8 @@
 //
 //	kubestack etcd                    [--watch-pid PID] [etcd flags]
 //	kubestack kube-apiserver          [--watch-pid PID] [kube-apiserver flags]
-//	kube-controller-manager           [--watch-pid PID] [kube-controller-manager flags]
+//	kubestack kube-controller-manager [--watch-pid PID] [kube-controller-manager flags]
+//	kubestack kubectl                 [kubectl flags]  (or kubestack invoked as "kubectl")
 //
 // One binary instead of three keeps the (long) Go build and the cache simple:
 // the three programs share almost all of their dependencies.
@@ -16,6 +17,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -30,10 +32,22 @@ import (
 	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
 )
 
-const usage = `usage: kubestack <etcd|kube-apiserver|kube-controller-manager> [--watch-pid PID] [flags...]
+const usage = `usage: kubestack <etcd|kube-apiserver|kube-controller-manager|kubectl> [--watch-pid PID] [flags...]
 `
 
 func main() {
+	// Multi-call: a link named kubectl (cluster.py makes one beside the
+	// binary) runs kubectl; so does "kubestack kubectl ...". kubectl takes no
+	// --watch-pid: it is a short-lived client.
+	if filepath.Base(os.Args[0]) == "kubectl" {
+		runKubectl()
+		return
+	}
+	if len(os.Args) >= 2 && os.Args[1] == "kubectl" {
+		os.Args = os.Args[1:]
+		runKubectl()
+		return
+	}
 	if len(os.Args) < 2 {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)

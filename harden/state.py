@@ -283,6 +283,11 @@ class FileBackend:
                     time.sleep(0.2)
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(holder_info(what)).encode(), 0)
+            # Holding the lock, no other writer of this stack is mid-write: a temporary file of its
+            # is what a killed run left between writing and renaming it.
+            for stale in self.path.parent.glob(f".{self.path.stem}.*.tmp"):
+                with suppress(OSError):
+                    stale.unlink()
             try:
                 yield
             finally:

@@ -218,3 +218,15 @@ def test_wrong_shaped_state_is_an_input_error(tmp_path, content):
     with pytest.raises(InputError) as ei:
         FileBackend(tmp_path, "st").read()
     assert ei.value.diagnostic.file == str(tmp_path / "st.json")
+
+
+def test_taking_the_lock_removes_temporary_files_a_killed_run_left(tmp_path):
+    b = FileBackend(tmp_path, "st")
+    b.write(State("st").with_records({REC.key: REC}))
+    left = tmp_path / ".st.k1ll3d.tmp"  # as atomic_write names them, killed before its rename
+    left.write_text('{"torn": ')
+    other = tmp_path / ".other.abc.tmp"  # another stack's: not ours to touch
+    other.write_text("{}")
+    with b.lock():
+        assert not left.exists() and other.exists()
+    assert b.read().records == {REC.key: REC}

@@ -17,7 +17,7 @@ profile is pointed at exactly one of them: it never reaches into another install
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -99,7 +99,8 @@ class Component:
         return flag_values(self.args, name)
 
 
-def flag_values(args: tuple[str, ...], name: str) -> tuple[str, ...]:
+def flag_values(args: Sequence[str], name: str) -> tuple[str, ...]:
+    """Every value of a repeatable flag in container args (`--auth-mode server --auth-mode=client`)."""
     out = []
     for i, a in enumerate(args):
         if a == name and i + 1 < len(args):

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from ..graph import Component, ComponentSpec, Install, resolve_name
+from ..graph import Component, ComponentSpec, Install, flag_values, resolve_name
 from ..model import Action, Change, Obj, ResourceKey
 from . import netpol, rbac
 from .selectors import selector_matches
@@ -183,16 +183,6 @@ def _args_in(state: _State, comp: Component | None) -> tuple[str, ...]:
     return tuple(str(x) for c in pod.get("containers") or [] for x in (c.get("command") or []) + (c.get("args") or []))
 
 
-def _flag_values(args: Sequence[str], name: str) -> list[str]:
-    out = []
-    for i, a in enumerate(args):
-        if a == name and i + 1 < len(args):
-            out.append(args[i + 1])
-        elif a.startswith(name + "="):
-            out.append(a[len(name) + 1:])
-    return out
-
-
 # Conditions a need may carry (`when:`), each read from the state being evaluated.
 def _condition(when: str | None, install: Install, state: _State, subject: _Subject | None = None) -> bool | None:
     if not when:
@@ -208,16 +198,16 @@ def _condition(when: str | None, install: Install, state: _State, subject: _Subj
     server = install.component("argo-server")
     if when == "ssoAuthMode":
         # argoproj/argo-workflows cmd/argo/commands/server.go: --auth-mode is repeatable; `sso` enables SSO.
-        return "sso" in _flag_values(_args_in(state, server), "--auth-mode")
+        return "sso" in flag_values(_args_in(state, server), "--auth-mode")
     if when == "ssoRbac":
         sso = _config(state, install, "sso")
-        return "sso" in _flag_values(_args_in(state, server), "--auth-mode") and \
+        return "sso" in flag_values(_args_in(state, server), "--auth-mode") and \
             isinstance(sso, dict) and bool((sso.get("rbac") or {}).get("enabled"))
     if when in ("repoServerStrictTLS", "dexServerStrictTLS"):
         return _strict_tls(when, install, state, subject)
     if when.startswith("flag:"):
         name, _, value = when[5:].partition("=")
-        return any(value in _flag_values(_args_in(state, c), name) for c in install.components)
+        return any(value in flag_values(_args_in(state, c), name) for c in install.components)
     return None
 
 

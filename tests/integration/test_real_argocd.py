@@ -322,7 +322,7 @@ def harden(*args: str):
 
 def stack_file(path: Path, *, broken: bool = False) -> Path:
     profiles = [
-        {"profile": "argocd-tls", "with": {"minVersion": "1.3"}},
+        {"profile": "argocd-tls", "with": {"minVersion": "1.3", "rollout": True}},
         {"profile": "argocd-repo-server-no-k8s"},
         {"profile": str(BROKEN_PROFILE) if broken else "argocd-controller-namespaces",
          "with": {"namespaces": [ALLOWED], **({} if broken else {"verifyNamespace": ALLOWED})}},

@@ -27,7 +27,7 @@ REVIEW_FORMAT = 1
 ABSENT = "absent"  # the status of a need or finding the revision does not evaluate at all
 
 
-class Severity(str, enum.Enum):
+class Trend(str, enum.Enum):
     """How a reviewer should read a status change: a regression, an improvement, or neither."""
 
     WORSE = "worse"
@@ -47,13 +47,13 @@ class StatusChange:
     source: SourceRef = SourceRef()
 
     @property
-    def severity(self) -> Severity:
+    def severity(self) -> Trend:
         bad = {"broken", "fail"}
         if self.head in bad and self.base not in bad:
-            return Severity.WORSE
+            return Trend.WORSE
         if self.base in bad and self.head not in bad:
-            return Severity.BETTER
-        return Severity.NEUTRAL
+            return Trend.BETTER
+        return Trend.NEUTRAL
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "id": self.id, "base": self.base, "head": self.head,
@@ -95,7 +95,7 @@ class Review:
     @property
     def breaks(self) -> tuple[StatusChange, ...]:
         """Needs and findings the head breaks that held in the base."""
-        return tuple(s for s in self.statuses if s.severity is Severity.WORSE)
+        return tuple(s for s in self.statuses if s.severity is Trend.WORSE)
 
     def counts(self) -> dict[str, int]:
         gains = sum(1 for p in self.permissions if p.direction is rbac.ChangeDirection.GAINS)
@@ -103,7 +103,7 @@ class Review:
         return {"permissionsGained": gains, "permissionsLost": len(self.permissions) - gains,
                 "flowsOpened": opened, "flowsClosed": len(self.flows) - opened,
                 "statusesWorse": len(self.breaks),
-                "statusesBetter": sum(1 for s in self.statuses if s.severity is Severity.BETTER),
+                "statusesBetter": sum(1 for s in self.statuses if s.severity is Trend.BETTER),
                 "objects": len(self.objects)}
 
     def to_dict(self) -> dict[str, Any]:

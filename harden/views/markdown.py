@@ -172,7 +172,7 @@ def render(plan: Plan, limit: int | None = None) -> str:
 # -- a review ----------------------------------------------------------------------------------------
 
 def review_blocks(review: Review) -> list[str]:
-    from ..review import Severity as Change
+    from ..review import Trend as Change
 
     c = review.counts()
     title = f"## harden review: `{review.base_ref}` → `{review.head_ref}` (stack `{review.stack}`)"

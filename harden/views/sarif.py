@@ -167,7 +167,7 @@ def render(plan: Plan, profile_files: dict[str, str], root: str | None = None) -
 def render_review(review: Review, root: str | None = None) -> dict:
     """The review's regressions (needs and checks broken, permissions gained, flows opened) and the
     objects the head plans differently, each at the head's profile line."""
-    from ..review import Severity as Status
+    from ..review import Trend as Status
 
     run = _Run({}, root or os.getcwd())
     # What no profile line explains (a need no change is named as breaking) is placed at the stack.

@@ -42,7 +42,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "kube"))
 
-from cluster import _tail, free_port  # noqa: E402  (a script directory, not a package)
+from cluster import _tail, free_port, source_hash  # noqa: E402  (a script directory, not a package)
 
 APPLICATION_CONTROLLER = "argocd-application-controller"
 REPO_SERVER = "argocd-repo-server"
@@ -54,19 +54,6 @@ class ArgoCDError(RuntimeError):
 
 def cache_root() -> Path:
     return Path(os.environ.get("HARDEN_ARGOCD_CACHE") or Path.home() / ".cache" / "harden" / "argocd")
-
-
-def source_hash() -> str:
-    """sha256 over go.mod, go.sum and *.go, as tests/kube/cluster.py keys kubestack.
-
-    tests/kube/cluster.py hashes only its own directory (and is not to be
-    changed: its hash keys the cached control plane), hence this twin."""
-    h = hashlib.sha256()
-    for f in [HERE / "go.mod", HERE / "go.sum", *sorted(HERE.glob("*.go"))]:
-        h.update(f.name.encode() + b"\0")
-        h.update(f.read_bytes())
-        h.update(b"\0")
-    return h.hexdigest()[:32]
 
 
 def argocd_version() -> str:
@@ -85,7 +72,7 @@ def build(verbose: bool = True) -> Path:
             raise ArgoCDError(f"HARDEN_ARGOCD={override} is not an executable file")
         return path
 
-    out_dir = cache_root() / source_hash()
+    out_dir = cache_root() / source_hash(HERE)
     binary = out_dir / "argocd"
     if binary.exists():
         return binary

@@ -81,10 +81,11 @@ def cache_root() -> Path:
     return Path(os.environ.get("HARDEN_KUBE_CACHE") or Path.home() / ".cache" / "harden" / "kube")
 
 
-def source_hash() -> str:
-    """sha256 over go.mod, go.sum and *.go: any change means a new binary."""
+def source_hash(directory: Path = HERE) -> str:
+    """sha256 over a Go build's go.mod, go.sum and *.go: any change means a new binary (the test
+    Argo CD build in tests/argocd keys its cache the same way)."""
     h = hashlib.sha256()
-    files = [HERE / "go.mod", HERE / "go.sum", *sorted(HERE.glob("*.go"))]
+    files = [directory / "go.mod", directory / "go.sum", *sorted(directory.glob("*.go"))]
     for f in files:
         h.update(f.name.encode() + b"\0")
         h.update(f.read_bytes())

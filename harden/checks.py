@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .impact.netpol import NetworkModel
+from .impact.rbac import RbacIndex, Request, Subject
 from .impact.selectors import selector_matches
 from .model import Finding, Obj, Severity
 
@@ -355,3 +356,94 @@ def self_management_kept(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]
                        "(Forbidden); set selfManaged: true if Argo CD manages itself")
     return True, (f"no Application deploys into {ns}; one that managed Argo CD itself (its namespace, its CRDs) "
                   "would stop syncing unless selfManaged is set")
+
+
+# -- Where Applications sync (argocd-controller-namespaces) ------------------------------------------
+# An Application deploys into the cluster Argo CD runs in when its destination is the in-cluster
+# server: argoproj/argo-cd common/common.go (KubernetesInternalAPIServerAddr
+# "https://kubernetes.default.svc", InClusterName "in-cluster"); pkg/apis/application/v1alpha1
+# types.go (ApplicationDestination server/name/namespace; ApplicationStatus.resources, each with
+# group, kind, namespace, name). A sync applies each resource the way `kubectl apply` does (get,
+# then create or patch) and prunes with delete: gitops-engine pkg/sync/sync_context.go through
+# kube ResourceOperations ApplyResource / DeleteResource.
+_IN_CLUSTER_SERVER = "https://kubernetes.default.svc"
+_IN_CLUSTER_NAME = "in-cluster"
+_SYNC_VERBS = ("get", "create", "patch", "delete")
+
+
+def _resource_of(kind: str) -> str:
+    """The resource (plural) of a kind, as Kubernetes guesses it when discovery is not at hand
+    (k8s.io/apimachinery pkg/api/meta restmapper.go UnsafeGuessKindToResource): right for every
+    built-in kind an Application syncs (ConfigMap, Deployment, Ingress, NetworkPolicy ...)."""
+    lower = kind.lower()
+    if lower.endswith("s"):
+        return lower + "es"
+    if lower.endswith("y"):
+        return lower[:-1] + "ies"
+    return lower + "s"
+
+
+def _synced(objs: list[Obj]) -> list[tuple[str, str, str, str]]:
+    """(application, group, kind, namespace) for what each in-cluster Application deploys: the
+    namespaced resources of its status, or its destination namespace (kind "") when nothing has
+    synced yet. Cluster-scoped resources come with namespace ""."""
+    out = []
+    for o in objs:
+        if o.get("kind") != "Application" or not str(o.get("apiVersion", "")).startswith("argoproj.io/"):
+            continue
+        dest = (o.get("spec") or {}).get("destination") or {}
+        if dest.get("server") != _IN_CLUSTER_SERVER and dest.get("name") != _IN_CLUSTER_NAME:
+            continue  # a managed cluster: its argocd-manager-role is out of this cluster's reach
+        app = f"{o['metadata'].get('namespace', '')}/{o['metadata']['name']}"
+        resources = ((o.get("status") or {}).get("resources")) or []
+        if not resources:
+            out.append((app, "", "", str(dest.get("namespace") or "")))
+        for r in resources:
+            out.append((app, str(r.get("group") or ""), str(r.get("kind") or ""), str(r.get("namespace") or "")))
+    return sorted(set(out))
+
+
+def _chosen(w: dict[str, Any]) -> set[str]:
+    chosen = {str(n) for n in w.get("namespaces") or []}
+    if w.get("selfManaged") is True or str(w.get("selfManaged")).lower() == "true":
+        chosen.add(str(w["namespace"]))
+    return chosen
+
+
+@check("applicationSyncsKept", _with({"namespace": _STRING, "namespaces": {"type": "array", "items": _STRING},
+                                      "subject": _STRING}, {"selfManaged": {"type": ["boolean", "string"]}}))
+def application_syncs_kept(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
+    """Every Application that deploys into a chosen namespace can still sync what it deploys there:
+    the controller may get, create, patch and delete each kind in its status, in that namespace."""
+    chosen = _chosen(w)
+    subject = Subject.parse(str(w["subject"]))
+    index = RbacIndex.from_objects(objs)
+    denied: list[str] = []
+    checked = 0
+    for app, group, kind, ns in _synced(objs):
+        if ns not in chosen:
+            continue
+        checked += 1
+        resource = _resource_of(kind) if kind else "configmaps"
+        for verb in _SYNC_VERBS:
+            request = Request(verb, group, resource, namespace=ns)
+            if not index.authorize(subject.username, subject.groups(), request).allowed:
+                denied.append(f"{app} ({kind or 'its resources'}: {request.text})")
+    if denied:
+        return False, f"these Applications would stop syncing in a chosen namespace (Forbidden): {'; '.join(denied)}"
+    if not checked:
+        return True, "no Application deploys into a chosen namespace yet"
+    return True, f"{checked} synced kind(s) of Applications in chosen namespaces keep get/create/patch/delete"
+
+
+@check("applicationsOutsideNamespaces", _with({"namespace": _STRING, "namespaces": {"type": "array", "items": _STRING}},
+                                              {"selfManaged": {"type": ["boolean", "string"]}}))
+def applications_outside_namespaces(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
+    """Applications that deploy outside the chosen namespaces (or cluster-scoped kinds) stop syncing:
+    that is the profile's point, and the plan names them so nobody is surprised."""
+    chosen = _chosen(w)
+    outside = sorted({f"{app} ({kind + ' ' if kind else ''}{'in ' + ns if ns else 'cluster-scoped'})"
+                      for app, _, kind, ns in _synced(objs) if ns not in chosen})
+    if outside:
+        return False, f"these Applications deploy outside the chosen namespaces and will stop syncing (Forbidden): {'; '.join(outside)}"
+    return True, "every Application deploys only into the chosen namespaces"

@@ -334,6 +334,13 @@ def stack_file(path: Path, *, broken: bool = False) -> Path:
     return path
 
 
+def findings(*common: str) -> dict[str, dict]:
+    """The findings of argocd-controller-namespaces in a fresh plan, by id."""
+    r = harden("plan", *common, "-o", "json")
+    assert r.returncode in (0, 2), r.stdout + r.stderr
+    return {f["id"]: f for f in json.loads(r.stdout)["findings"] if f["profile"] == "argocd-controller-namespaces"}
+
+
 def can_i(kube, verb: str, resource: str, namespace: str, *extra: str) -> int:
     r = harden("can-i", verb, resource, "--as", CONTROLLER, "-n", namespace, "--kubeconfig", kube.kubeconfig, *extra)
     assert r.returncode in (0, 1), r.stdout + r.stderr
@@ -394,6 +401,12 @@ def test_hardened_install_syncs_where_allowed_and_is_forbidden_elsewhere(kube, i
         # The verb and resource Argo CD was refused are the ones harden says the controller lacks.
         assert can_i(kube, verb, resource, DENIED) == 1
         assert can_i(kube, verb, resource, ALLOWED) == 0
+        # The re-plan reads both Applications (their status lists what they sync): the allowed one
+        # keeps what it needs, the denied one is named as stopped, as the real controller showed.
+        found = findings(*common)
+        assert found["application-syncs"]["passed"], found["application-syncs"]
+        outside = found["applications-outside"]
+        assert not outside["passed"] and f"{NS}/real-hardened-denied (ConfigMap in {DENIED})" in outside["message"]
     finally:
         _clean_applications(kube)
         r = harden("destroy", *common, "--auto-approve")
@@ -414,6 +427,13 @@ def test_broken_profile_fails_the_sync(kube, install):
             verb, resource = sync_forbidden(kube, "real-broken-allowed", ALLOWED, argo)
         assert (verb, resource) == ("create", "configmaps")
         assert can_i(kube, verb, resource, ALLOWED) == 1
+        # Once the Application exists, harden sees what the real controller saw: the plan of this
+        # variant fails, naming the Application and the request it is refused.
+        r = harden("plan", *common, "-o", "json")
+        assert r.returncode == 1, r.stdout + r.stderr
+        found = {f["id"]: f for f in json.loads(r.stdout)["findings"]}
+        assert not found["application-syncs"]["passed"]
+        assert f"{NS}/real-broken-allowed (ConfigMap: create configmaps in {ALLOWED})" in found["application-syncs"]["message"]
     finally:
         _clean_applications(kube)
         r = harden("destroy", *common, "--auto-approve")

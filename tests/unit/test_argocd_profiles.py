@@ -535,6 +535,73 @@ def test_controller_not_self_managed_says_what_stops(tmp_path):
     assert finding.passed and "would stop syncing unless selfManaged" in finding.message
 
 
+def _with_applications(tmp_path, *apps: dict) -> str:
+    docs = [d for f in sorted(Path(SNAPSHOT).glob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d]
+    snap = tmp_path / "snapshot-apps"
+    snap.mkdir()
+    (snap / "install.yaml").write_text(yaml.safe_dump_all([*docs, *apps]))
+    return str(snap)
+
+
+def _application(name: str, dest: dict, resources: list[dict] | None = None) -> dict:
+    return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": {"name": name, "namespace": NS},
+            "spec": {"project": "default", "destination": dest, "source": {"repoURL": "file:///git", "path": "."}},
+            **({"status": {"resources": resources}} if resources is not None else {})}
+
+
+IN_CLUSTER = "https://kubernetes.default.svc"
+
+
+def _findings(p) -> dict:
+    return {f.id: f for f in p.plan.findings if f.profile == "argocd-controller-namespaces"}
+
+
+def test_applications_in_chosen_namespaces_keep_syncing_the_others_are_named(tmp_path):
+    snap = _with_applications(
+        tmp_path,
+        _application("web", {"server": IN_CLUSTER, "namespace": "apps"},
+                     [{"group": "apps", "version": "v1", "kind": "Deployment", "namespace": "apps", "name": "web"},
+                      {"group": "networking.k8s.io", "version": "v1", "kind": "Ingress", "namespace": "apps", "name": "web"}]),
+        _application("other", {"name": "in-cluster", "namespace": "team-b"}),
+        _application("crds", {"server": IN_CLUSTER, "namespace": "apps"},
+                     [{"group": "apiextensions.k8s.io", "version": "v1", "kind": "CustomResourceDefinition", "name": "x.y.z"}]),
+        _application("remote", {"server": "https://prod.example:6443", "namespace": "kube-system"}, []))
+    p = build_plan(Request(profiles=("argocd-controller-namespaces",), stack_file=None, sets=("namespaces=[apps]",),
+                           snapshot=snap, state_dir=str(tmp_path / "state")))
+    f = _findings(p)
+    assert f["application-syncs"].passed, f["application-syncs"].message
+    assert f["application-syncs"].message.startswith("2 synced kind(s)")
+    outside = f["applications-outside"]
+    assert not outside.passed and outside.severity is Severity.WARNING
+    # the unsynced Application by its destination, the CRD as cluster-scoped; the remote cluster is not ours
+    assert "argocd/other (in team-b)" in outside.message
+    assert "argocd/crds (CustomResourceDefinition cluster-scoped)" in outside.message
+    assert "remote" not in outside.message and "argocd/web" not in outside.message
+
+
+def test_a_role_without_create_in_a_chosen_namespace_fails_the_plan(tmp_path):
+    snap = _with_applications(tmp_path, _application(
+        "web", {"server": IN_CLUSTER, "namespace": "apps"},
+        [{"group": "", "version": "v1", "kind": "ConfigMap", "namespace": "apps", "name": "web"},
+         {"group": "networking.k8s.io", "version": "v1", "kind": "NetworkPolicy", "namespace": "apps", "name": "web"}]))
+    broken = REPO / "tests" / "integration" / "profiles" / "argocd-controller-namespaces-no-create.yaml"
+    p = build_plan(Request(profiles=(str(broken),), stack_file=None, sets=("namespaces=[apps]",),
+                           snapshot=snap, state_dir=str(tmp_path / "state")))
+    f = {x.id: x for x in p.plan.findings if x.profile == "argocd-controller-namespaces-no-create"}["application-syncs"]
+    assert not f.passed and f.severity is Severity.ERROR
+    assert "argocd/web (ConfigMap: create configmaps in apps)" in f.message
+    assert "create networking.k8s.io/networkpolicies in apps" in f.message
+    assert "patch" not in f.message  # the broken Role keeps every other verb
+    assert f in p.plan.failed_findings
+
+
+@pytest.mark.parametrize(("kind", "resource"), [("ConfigMap", "configmaps"), ("Ingress", "ingresses"),
+                                                ("NetworkPolicy", "networkpolicies"), ("Deployment", "deployments")])
+def test_kind_to_resource_follows_the_kubernetes_guess(kind, resource):
+    from harden.checks import _resource_of
+    assert _resource_of(kind) == resource
+
+
 def test_the_example_stack_on_the_ha_layout(tmp_path):
     p = build_plan(Request(profiles=(), stack_file=STACK, sets=(), snapshot=ha_snapshot(tmp_path),
                            state_dir=str(tmp_path / "state")))

@@ -158,7 +158,7 @@ _TemplateValidator = jsonschema.validators.extend(
 
 _PartialValidator = jsonschema.validators.extend(_TemplateValidator, {"required": lambda *_: None})
 
-LIST_TYPES = {"stringList", "cidrList", "portList", "peerList"}
+LIST_TYPES = {"stringList", "cidrList", "portList", "peerList", "resourceFilterList"}
 # What a profile may declare as an object; kubernetes.schema.json also holds the kinds profiles
 # patch (Deployment, StatefulSet, DaemonSet), whose `set` patches are checked against it.
 OBJECT_KINDS = ("NetworkPolicy", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding", "ServiceAccount",
@@ -531,6 +531,31 @@ def _peer(v: Any) -> dict:
     raise ValueError(f"expected a CIDR or {{namespace, podSelector}}, got {v!r}")
 
 
+def _resource_filter(v: Any) -> dict:
+    """An entry of Argo CD's `resource.exclusions` / `resource.inclusions`: `apiGroups` (globs),
+    `kinds` (names or "*"), `clusters` (globs of cluster URLs), each a list of strings, an omitted
+    or empty one matching everything (argoproj/argo-cd util/settings/filtered_resource.go,
+    FilteredResource and its match* methods)."""
+    if not isinstance(v, dict):
+        raise ValueError(f"expected {{apiGroups, kinds, clusters}}, got {v!r}")
+    unknown = set(v) - {"apiGroups", "kinds", "clusters"}
+    if unknown:
+        raise ValueError(f"unknown key(s) {sorted(unknown)} in a resource filter (use apiGroups, kinds, clusters)")
+    out: dict[str, list[str]] = {}
+    for k in ("apiGroups", "kinds", "clusters"):
+        if v.get(k) is None:
+            continue
+        items = v[k]
+        if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+            raise ValueError(f"{k} must be a list of strings, got {items!r} (quote globs: \"*\")")
+        if items:
+            out[k] = list(items)
+    # An entry matching every group, kind and cluster would exclude everything Argo CD manages.
+    if all(not out.get(k) or "*" in out[k] for k in ("apiGroups", "kinds", "clusters")):
+        raise ValueError(f"{v!r} matches every resource on every cluster; name apiGroups and/or kinds")
+    return out
+
+
 def _typed(kind: type, what: str) -> Callable[[Any], Any]:
     def check(v: Any) -> Any:
         if isinstance(v, bool) and kind is not bool:
@@ -564,6 +589,7 @@ COERCE = {
     "boolean": _typed(bool, "true or false"),
     "integer": _typed(int, "an integer"),
     "stringList": _list_of(_typed(str, "a string"), "strings"),
+    "resourceFilterList": _list_of(_resource_filter, "resource filters"),
 }
 
 
@@ -575,6 +601,7 @@ TYPE_HINTS = {
     "peer": "give a CIDR like 10.0.0.0/8 or {namespace: argo, podSelector: {app: postgres}}",
     "peerList": "give a list of peers like [10.0.0.0/8, {namespace: apps, podSelector: {app: api}}]",
     "boolean": "give true or false", "integer": "give a whole number", "stringList": "give a list like [a, b]",
+    "resourceFilterList": "give a list like [{apiGroups: [certificates.k8s.io], kinds: [CertificateSigningRequest]}]",
 }
 
 

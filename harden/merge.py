@@ -5,7 +5,8 @@ apply, to combine several profiles' patches on one target, and to record what to
 the server's merge: mappings merge key by key, keyed lists merge entry by entry by their merge key,
 every other list (and every scalar) is replaced whole. Which lists are keyed is the `MergeKeys`
 table passed in (the cluster's OpenAPI, or the built-in table offline); with `ATOMIC_ONLY` the same
-merge serves for YAML documents inside a ConfigMap, where no list has a key.
+merge serves for YAML documents inside a ConfigMap, where no list has a key. `missing_entries` is
+the other way a YAML list inside a ConfigMap is edited: a union that appends, never replaces.
 
 Results share no structure with the inputs (values are copied where they are taken over), so a
 caller may change a merged object without touching the live object it came from.
@@ -70,3 +71,30 @@ def restore_shape(live: Any, partial: Any, keys: MergeKeys, field: str | None = 
                                      if k != key}}
                 for p in partial if isinstance(p, dict) and p.get(key) in by_key]
     return copy.deepcopy(live)
+
+
+def _canonical(value: Any) -> Any:
+    """A hashable form of a YAML value in which the order of list members, an absent key, a null and
+    an empty list do not count: how entries of a list of filters compare as sets."""
+    if isinstance(value, dict):
+        return frozenset((k, _canonical(v)) for k, v in value.items() if v not in (None, [], {}))
+    if isinstance(value, list):
+        return frozenset(_canonical(v) for v in value)
+    return value
+
+
+def missing_entries(current: list[Any], wanted: list[Any]) -> list[Any]:
+    """The entries of `wanted` that `current` does not hold yet, in `wanted`'s order, each once.
+
+    Entries compare as sets (`_canonical`): `{kinds: [A, B]}` is already present as
+    `{kinds: [B, A]}`. Nothing of `current` is ever dropped or rewritten: the caller appends the
+    result, so entries another actor wrote stay as they are.
+    """
+    seen = {_canonical(x) for x in current}
+    out = []
+    for entry in wanted:
+        c = _canonical(entry)
+        if c not in seen:
+            seen.add(c)
+            out.append(copy.deepcopy(entry))
+    return out

@@ -21,8 +21,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-import yaml
-
 from . import __version__
 from .diff import diff_fields
 from .errors import Diagnostic, Diagnostics
@@ -54,7 +52,7 @@ from .model import (
     field_manager,
 )
 from .ownership import conflicts, dropped_fields, owned_by
-from .render import Candidate, PatchIntent, Rendered, Target, identity, materialize
+from .render import Candidate, ConfigMapYamlError, PatchIntent, Rendered, Target, identity, materialize
 
 
 def digest(body: Obj | None) -> str:
@@ -219,9 +217,9 @@ def make_plan(rendered: list[Rendered], live: Live, state: State, stack: str, *,
             try:
                 changes.append(_patch_change(key, intents, state.records.get(str(key)) or original_record(
                     intents[0][1], stack), own, profile_files, keys, stack))
-            except yaml.YAMLError as exc:
-                intent = next(i for i, _ in intents if i.op == "configMapYaml")
-                problems.append(Diagnostic(f"{key.display()} key {intent.spec['key']!r} does not hold valid YAML: {exc}",
+            except ConfigMapYamlError as exc:
+                intent = exc.intent
+                problems.append(Diagnostic(f"profile {intent.profile!r}: {key.display()} key {intent.spec['key']!r} {exc}",
                                            file=profile_files.get(intent.profile), line=intent.line,
                                            field=f"patches.{intent.target}",
                                            hint="fix the ConfigMap by hand (harden will not overwrite what it cannot read)"))

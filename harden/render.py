@@ -23,7 +23,7 @@ from .errors import InputError
 from .fieldpath import get_at, path_text
 from .graph import Install
 from .load import Placeholders, Profile, Selected, strings_in, whole_reference
-from .merge import merge_partial
+from .merge import merge_partial, missing_entries
 from .mergekeys import ATOMIC_ONLY
 from .model import LABEL_MANAGED_BY, LABEL_PROFILE, LABEL_STACK, MANAGER, Obj, ResourceKey
 from .yamlsrc import dotted
@@ -416,11 +416,66 @@ def materialize(intent: PatchIntent, live: Obj) -> tuple[Obj, list[str]]:
         return partial, [path_text(["spec", "template", "spec", "containers", ("name", spec["container"]), "args"])]
     if op == "configMapYaml":
         current = (live.get("data") or {}).get(spec["key"]) or ""
-        parsed = yaml.safe_load(current) or {}
-        merged = merge_partial(parsed, spec["merge"], ATOMIC_ONLY)
-        text = yaml.safe_dump(merged, sort_keys=False, default_flow_style=False)
+        try:
+            if "append" in spec:
+                text = append_yaml_list(current, spec["append"])
+            else:
+                parsed = yaml.safe_load(current) or {}
+                if not isinstance(parsed, dict):
+                    raise YamlShapeError(f"holds a YAML {_yaml_kind(parsed)}, not the mapping the profile merges into")
+                merged = merge_partial(parsed, spec["merge"], ATOMIC_ONLY)
+                text = yaml.safe_dump(merged, sort_keys=False, default_flow_style=False)
+        except yaml.YAMLError as exc:
+            raise ConfigMapYamlError(f"does not hold valid YAML: {exc}", intent) from None
+        except YamlShapeError as exc:
+            raise ConfigMapYamlError(str(exc), intent) from None
         return {"data": {spec["key"]: text}}, [path_text(["data", spec["key"]])]
     raise ValueError(op)
+
+
+class YamlShapeError(ValueError):
+    """A ConfigMap value that is valid YAML of the wrong shape (a mapping where a list is edited)."""
+
+
+class ConfigMapYamlError(ValueError):
+    """A `configMapYaml` patch that cannot read the value it edits; `intent` names the patch."""
+
+    def __init__(self, message: str, intent: PatchIntent) -> None:
+        super().__init__(message)
+        self.intent = intent
+
+
+def _yaml_kind(value: Any) -> str:
+    return {dict: "mapping", list: "list"}.get(type(value), "scalar")
+
+
+def append_yaml_list(text: str, wanted: list[Any]) -> str:
+    """`text` (a YAML list, or empty) with the entries of `wanted` it lacks appended.
+
+    Nothing present is dropped, reordered or rewritten: when nothing is missing the text comes back
+    unchanged, and otherwise the missing entries are appended as text below it, so the comments and
+    layout of what someone else wrote survive. Only when plain appending would not read back as the
+    same list (a flow-style `[...]` list, an indented one) is the whole list written out anew.
+    Raises yaml.YAMLError for text that is no YAML, YamlShapeError for YAML that is no list.
+    """
+    parsed = yaml.safe_load(text) if text.strip() else None
+    if parsed is None:
+        parsed = []
+    if not isinstance(parsed, list):
+        raise YamlShapeError(f"holds a YAML {_yaml_kind(parsed)}, not the list the profile appends to")
+    missing = missing_entries(parsed, wanted)
+    if not missing:
+        return text
+    addition = yaml.safe_dump(missing, sort_keys=False, default_flow_style=False)
+    if not parsed and not text.strip():
+        return addition
+    appended = text.rstrip("\n") + "\n" + addition
+    try:
+        if yaml.safe_load(appended) == parsed + missing:
+            return appended
+    except yaml.YAMLError:
+        pass
+    return yaml.safe_dump(parsed + missing, sort_keys=False, default_flow_style=False)
 
 
 def _leaf_map_paths(value: Any, path: tuple[str, ...]) -> Iterator[tuple[str, ...]]:

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from harden.checks import CHECKS
 from harden.engine import Request, build_plan
+from harden.errors import Diagnostics
 from harden.model import Action, ResourceKey, Severity
 
 REPO = Path(__file__).resolve().parents[2]
@@ -118,6 +120,72 @@ def test_config_management_writes_only_what_it_turns_off(tmp_path):
     p = plan_for(tmp_path / "off", ("argocd-config-management",), sets=("helm=false", "jsonnet=false"))
     assert cm_fields(p, "argocd-cm") == {'data["helm.enable"]': "false", 'data["jsonnet.enable"]': "false"}
     assert not p.plan.failed_findings and no_need_broken(p)
+
+
+# -- argocd-resource-exclusions ----------------------------------------------------------------
+
+EXCLUSIONS = 'data["resource.exclusions"]'
+MINE = ("# ours: cilium churn\n- apiGroups: [cilium.io]\n  kinds: [CiliumIdentity]\n  clusters: ['*']\n"
+        "- apiGroups:\n  - certificates.k8s.io\n  kinds: [CertificateSigningRequest]\n")
+
+
+def exclusions_change(p):
+    return {c.key: c for c in p.plan.changes}[ResourceKey("", "ConfigMap", NS, "argocd-cm")]
+
+
+def test_resource_exclusions_already_in_upstreams_list_change_nothing(tmp_path):
+    # upstream's argocd-cm ships both default entries (manifests/base/config/argocd-cm.yaml)
+    p = plan_for(tmp_path, ("argocd-resource-exclusions",))
+    assert exclusions_change(p).action is Action.NOOP
+
+
+def test_resource_exclusions_append_field_by_field_and_keep_the_users_entries(tmp_path):
+    snap = snapshot_with(tmp_path, "argocd-cm", {"resource.exclusions": MINE})
+    p = plan_for(tmp_path, ("argocd-resource-exclusions",), snapshot=snap)
+    change = exclusions_change(p)
+    # only the entry that is missing shows, member by member; the CSR entry (block groups, flow kinds) is there
+    assert cm_fields(p, "argocd-cm") == {
+        f"{EXCLUSIONS}[2].apiGroups": ["authentication.k8s.io", "authorization.k8s.io"],
+        f"{EXCLUSIONS}[2].kinds": ["SelfSubjectReview", "TokenReview", "LocalSubjectAccessReview",
+                                   "SelfSubjectAccessReview", "SelfSubjectRulesReview", "SubjectAccessReview"]}
+    written = change.body["data"]["resource.exclusions"]
+    assert written.startswith(MINE)
+    # destroy puts back the text as it was, comment and layout included
+    assert change.restore.body["data"]["resource.exclusions"] == MINE
+    assert not p.plan.failed_findings and no_need_broken(p)
+
+
+def test_resource_exclusions_take_the_users_list(tmp_path):
+    snap = snapshot_with(tmp_path, "argocd-cm", {"resource.exclusions": MINE})
+    p = plan_for(tmp_path, ("argocd-resource-exclusions",), snapshot=snap,
+                 sets=('exclusions=[{apiGroups: [""], kinds: [Secret]}, {kinds: [CiliumIdentity], apiGroups: [cilium.io], clusters: ["*"]}]',))
+    assert cm_fields(p, "argocd-cm") == {f"{EXCLUSIONS}[2].apiGroups": [""], f"{EXCLUSIONS}[2].kinds": ["Secret"]}
+
+
+@pytest.mark.parametrize("value, message", [
+    ("- apiGroups: [unclosed\n", "does not hold valid YAML"),
+    ("apiGroups: [cilium.io]\n", "holds a YAML mapping, not the list"),
+])
+def test_resource_exclusions_refuse_a_value_they_cannot_read(tmp_path, value, message):
+    snap = snapshot_with(tmp_path, "argocd-cm", {"resource.exclusions": value})
+    with pytest.raises(Diagnostics) as exc:
+        plan_for(tmp_path, ("argocd-resource-exclusions",), snapshot=snap)
+    [d] = exc.value.diagnostics
+    assert message in d.summary and "'resource.exclusions'" in d.summary and "argocd-resource-exclusions" in d.summary
+    assert d.file.endswith("argocd-resource-exclusions.yaml") and d.line
+
+
+@pytest.mark.parametrize("value, message", [
+    ("[{kinds: []}]", "matches every resource on every cluster"),
+    ("[{apiGroups: ['*'], kinds: ['*']}]", "matches every resource on every cluster"),
+    ("[{kind: [Secret]}]", "unknown key(s) ['kind']"),
+    ("[{kinds: Secret}]", "kinds must be a list of strings"),
+])
+def test_resource_exclusions_refuse_a_bad_entry(tmp_path, value, message):
+    with pytest.raises(Diagnostics) as exc:
+        plan_for(tmp_path, ("argocd-resource-exclusions",), sets=(f"exclusions={value}",))
+    [d] = exc.value.diagnostics
+    assert "parameter 'exclusions'" in d.summary and message in d.summary, d.summary
 
 
 # -- argocd-tls --------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from types import MappingProxyType
 
 from deployments import live_deploy
 
-from harden.merge import merge_partial, restore_shape, select_paths
+from harden.merge import merge_partial, missing_entries, restore_shape, select_paths
 from harden.mergekeys import ATOMIC_ONLY, BUILTIN, MergeKeys
 
 
@@ -65,3 +65,33 @@ def test_select_paths_keeps_keyed_entries_with_their_key_and_none_for_absent_fie
     assert got == {"spec": {"template": {"spec": {"containers": [{"name": "argo-server", "args": ["server", "--secure=false"]}]}},
                             "replicas": 1},
                    "metadata": {"annotations": {"a.b/c": None}}}
+
+
+# -- missing_entries: the union behind `configMapYaml.append` ------------------------------------
+
+CSR = {"apiGroups": ["certificates.k8s.io"], "kinds": ["CertificateSigningRequest"]}
+REVIEWS = {"apiGroups": ["authentication.k8s.io", "authorization.k8s.io"], "kinds": ["TokenReview", "SubjectAccessReview"]}
+
+
+def test_missing_entries_appends_only_what_is_absent():
+    mine = {"apiGroups": ["cilium.io"], "kinds": ["CiliumIdentity"], "clusters": ["*"]}
+    assert missing_entries([mine], [CSR, REVIEWS]) == [CSR, REVIEWS]
+    assert missing_entries([mine, CSR], [CSR, REVIEWS]) == [REVIEWS]
+    assert missing_entries([CSR, REVIEWS], [CSR, REVIEWS]) == []
+
+
+def test_missing_entries_compares_lists_as_sets_and_empty_as_absent():
+    reordered = {"kinds": ["SubjectAccessReview", "TokenReview"], "apiGroups": ["authorization.k8s.io", "authentication.k8s.io"]}
+    assert missing_entries([reordered], [REVIEWS]) == []
+    assert missing_entries([{**CSR, "clusters": []}], [CSR]) == []
+    assert missing_entries([{**CSR, "clusters": None}], [CSR]) == []
+    # a narrower entry is not the same entry: the wanted one still goes in
+    assert missing_entries([{**CSR, "clusters": ["https://a"]}], [CSR]) == [CSR]
+    assert missing_entries([{"apiGroups": ["authentication.k8s.io"], "kinds": ["TokenReview"]}], [REVIEWS]) == [REVIEWS]
+
+
+def test_missing_entries_adds_a_wanted_entry_once_and_copies_it():
+    out = missing_entries([], [CSR, {"kinds": ["CertificateSigningRequest"], "apiGroups": ["certificates.k8s.io"]}])
+    assert out == [CSR]
+    out[0]["kinds"].append("changed")
+    assert CSR["kinds"] == ["CertificateSigningRequest"]

@@ -10,7 +10,9 @@ import yaml
 from harden.load import Selected, load_profile, select
 from harden.model import LABEL_MANAGED_BY, LABEL_PROFILE, LABEL_STACK, ResourceKey
 from harden.render import (
+    ConfigMapYamlError,
     PatchIntent,
+    append_yaml_list,
     edit_args,
     materialize,
     render,
@@ -312,6 +314,62 @@ def test_materialize_configmap_yaml_without_data():
     live = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "argo"}}
     partial, _ = materialize(intent("configMapYaml", {"key": "k", "merge": {"a": {"b": 1}}}), live)
     assert yaml.safe_load(partial["data"]["k"]) == {"a": {"b": 1}}
+
+
+ARGOCD_CM = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "argocd-cm", "namespace": "argocd"},
+             "data": {"resource.exclusions": "# ours: cilium churn\n- apiGroups: [cilium.io]\n  kinds: [CiliumIdentity]\n"
+                                             "- apiGroups:\n  - certificates.k8s.io\n  kinds: [CertificateSigningRequest]\n"}}
+CSR = {"apiGroups": ["certificates.k8s.io"], "kinds": ["CertificateSigningRequest"]}
+TOKEN_REVIEW = {"apiGroups": ["authentication.k8s.io"], "kinds": ["TokenReview"]}
+
+
+def test_materialize_configmap_yaml_append_keeps_the_existing_text_and_adds_what_is_missing():
+    before = ARGOCD_CM["data"]["resource.exclusions"]
+    partial, paths = materialize(intent("configMapYaml", {"key": "resource.exclusions", "append": [CSR, TOKEN_REVIEW]}),
+                                 ARGOCD_CM)
+    text = partial["data"]["resource.exclusions"]
+    assert text.startswith(before)  # comment, flow style and the user's entries untouched
+    assert yaml.safe_load(text) == [{"apiGroups": ["cilium.io"], "kinds": ["CiliumIdentity"]}, CSR, TOKEN_REVIEW]
+    assert paths == ['data["resource.exclusions"]']
+    assert ARGOCD_CM["data"]["resource.exclusions"] == before
+
+
+def test_materialize_configmap_yaml_append_all_present_is_the_same_text():
+    before = ARGOCD_CM["data"]["resource.exclusions"]
+    partial, _ = materialize(intent("configMapYaml", {"key": "resource.exclusions", "append": [CSR]}), ARGOCD_CM)
+    assert partial["data"]["resource.exclusions"] == before
+
+
+def test_append_yaml_list_on_absent_empty_and_comment_only_values():
+    assert yaml.safe_load(append_yaml_list("", [CSR])) == [CSR]
+    assert yaml.safe_load(append_yaml_list("[]", [CSR])) == [CSR]
+    kept = append_yaml_list("# nothing excluded yet\n", [CSR])
+    assert kept.startswith("# nothing excluded yet\n") and yaml.safe_load(kept) == [CSR]
+
+
+def test_append_yaml_list_rewrites_a_list_that_plain_appending_would_break():
+    # a flow list (and an indented block list) cannot take block entries below it: written out anew
+    for text in ("[{apiGroups: [cilium.io], kinds: [CiliumIdentity]}]\n", "  - apiGroups: [cilium.io]\n    kinds: [CiliumIdentity]\n"):
+        assert yaml.safe_load(append_yaml_list(text, [CSR])) == [{"apiGroups": ["cilium.io"], "kinds": ["CiliumIdentity"]}, CSR]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("- apiGroups: [unclosed\n", "does not hold valid YAML"),
+    ("apiGroups: [cilium.io]\n", "holds a YAML mapping, not the list"),
+    ("just text\n", "holds a YAML scalar, not the list"),
+])
+def test_materialize_configmap_yaml_append_refuses_what_it_cannot_read(text, message):
+    live = {**ARGOCD_CM, "data": {"resource.exclusions": text}}
+    spec_intent = intent("configMapYaml", {"key": "resource.exclusions", "append": [CSR]})
+    with pytest.raises(ConfigMapYamlError, match=message) as exc:
+        materialize(spec_intent, live)
+    assert exc.value.intent is spec_intent
+
+
+def test_materialize_configmap_yaml_merge_refuses_a_list():
+    live = {**CM, "data": {"workflowDefaults": "- a\n- b\n"}}
+    with pytest.raises(ConfigMapYamlError, match="holds a YAML list, not the mapping"):
+        materialize(intent("configMapYaml", {"key": "workflowDefaults", "merge": {"spec": {}}}), live)
 
 
 def test_materialize_restrict_verbs_on_live_rules():

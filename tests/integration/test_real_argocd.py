@@ -438,3 +438,42 @@ def test_broken_profile_fails_the_sync(kube, install):
         _clean_applications(kube)
         r = harden("destroy", *common, "--auto-approve")
         assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_excluded_kind_is_not_synced(kube, install):
+    # argocd-resource-exclusions with ConfigMap excluded: the controller drops the repository's one
+    # manifest from the desired state (controller/state.go, ExcludedResourceWarning) and creates
+    # nothing; destroy gives argocd-cm its upstream value back. This proves the key and entry format
+    # harden writes are the ones Argo CD reads.
+    d = install["dir"]
+    before = kube.core.read_namespaced_config_map("argocd-cm", NS).data["resource.exclusions"]
+    common = ["--profile", "argocd-resource-exclusions", "--set", f"namespace={NS}",
+              "--set", 'exclusions=[{apiGroups: [""], kinds: [ConfigMap]}]',
+              "--kubeconfig", kube.kubeconfig, "--state-dir", str(d / "state-excluded")]
+    r = harden("apply", *common, "--auto-approve")
+    assert r.returncode == 0, r.stdout + r.stderr
+    objs = client.CustomObjectsApi(kube.api_client)
+    try:
+        with running_argocd(kube, install, "excluded") as argo:
+            create_application(kube, install, "real-excluded-allowed", ALLOWED)
+
+            def warned():
+                for p in argo["procs"]:
+                    if p.poll() is not None:
+                        pytest.fail(f"{' '.join(p.args[:2])} exited with {p.returncode}; logs in {argo['dir']}",
+                                    pytrace=False)
+                app = objs.get_namespaced_custom_object("argoproj.io", "v1alpha1", NS, "applications",
+                                                        "real-excluded-allowed")
+                return [c for c in (app.get("status") or {}).get("conditions") or []
+                        if c["type"] == "ExcludedResourceWarning"]
+
+            [condition] = wait_for(warned, SYNC_TIMEOUT, interval=0.5, what="the ExcludedResourceWarning condition")
+            assert f"ConfigMap {CONFIGMAP} is excluded" in condition["message"], condition
+            with pytest.raises(ApiException) as e:
+                kube.core.read_namespaced_config_map(CONFIGMAP, ALLOWED)
+            assert e.value.status == 404
+    finally:
+        _clean_applications(kube)
+        r = harden("destroy", *common, "--auto-approve")
+        assert r.returncode == 0, r.stdout + r.stderr
+    assert kube.core.read_namespaced_config_map("argocd-cm", NS).data["resource.exclusions"] == before

@@ -446,7 +446,7 @@ class ConfigMapYamlError(ValueError):
 
 
 def _yaml_kind(value: Any) -> str:
-    return {dict: "mapping", list: "list"}.get(type(value), "scalar")
+    return "mapping" if isinstance(value, dict) else "list" if isinstance(value, list) else "scalar"
 
 
 def append_yaml_list(text: str, wanted: list[Any]) -> str:

@@ -304,6 +304,7 @@ class NetworkModel:
         self._selector_cache: dict[tuple[int, Any], bool] = {}
         self._ns_labels: dict[str, dict[str, str]] = {}
         self._allowed_cache: dict[tuple[Any, Any, int, Protocol], bool] = {}
+        self._candidates: tuple[tuple[int, Protocol], ...] | None = None
 
     @classmethod
     def from_objects(cls, objects: Iterable[Mapping[str, Any]]) -> NetworkModel:
@@ -498,8 +499,13 @@ class NetworkModel:
 
     def candidate_ports(self) -> tuple[tuple[int, Protocol], ...]:
         """Representative ports for "any port" checks (see module docstring)."""
+        if self._candidates is None:
+            self._candidates = self._candidate_ports()
+        return self._candidates
+
+    def _candidate_ports(self) -> tuple[tuple[int, Protocol], ...]:
         starts: set[tuple[int, Protocol]] = set()
-        covered: list[tuple[int, int]] = []
+        covered: set[tuple[int, int]] = set()
         protocols = {Protocol.TCP}
         for pol in self.policies:
             for rule in (*pol.ingress, *pol.egress):
@@ -509,7 +515,7 @@ class NetworkModel:
                     num = _port_number(entry.get("port"))
                     if num is not None:
                         starts.add((num, proto))
-                        covered.append((num, int(entry.get("endPort") or num)))
+                        covered.add((num, int(entry.get("endPort") or num)))
         # A policy may cover every port (port: 1, endPort: 65535): then no port is left unmentioned.
         free = next((p for p in range(1, 65536) if not any(lo <= p <= hi for lo, hi in covered)), None)
         extra = {(free, proto) for proto in protocols} if free is not None else set()

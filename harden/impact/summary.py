@@ -63,11 +63,16 @@ def _matrix(after: netpol.NetworkModel) -> dict[str, Any]:
     return {"groups": [short[k] for k in m.keys], "cells": cells}
 
 
-def impact(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> dict[str, Any]:
-    rbac_changes = rbac.diff_permissions(before, after)
+def impact(before: list[dict[str, Any]], after: list[dict[str, Any]], *,
+           rbac_indexes: tuple[rbac.RbacIndex, rbac.RbacIndex] | None = None,
+           networks: tuple[netpol.NetworkModel, netpol.NetworkModel] | None = None) -> dict[str, Any]:
+    """`rbac_indexes` and `networks`: both states already indexed (before, after), if the caller has them."""
+    rbac_before, rbac_after = rbac_indexes or (rbac.RbacIndex.from_objects(before), rbac.RbacIndex.from_objects(after))
+    rbac_changes = rbac.diff_permissions(rbac_before, rbac_after)
     extra = [netpol.parse_endpoint(c) for c in _cidrs(before + after)]
-    after_net = netpol.NetworkModel.from_objects(after)
-    net_changes = netpol.diff_reachability(before, after_net, extra_endpoints=extra)
+    before_net, after_net = networks or (netpol.NetworkModel.from_objects(before),
+                                         netpol.NetworkModel.from_objects(after))
+    net_changes = netpol.diff_reachability(before_net, after_net, extra_endpoints=extra)
     return {
         "rbac": [c.to_dict() | {"text": c.text} for c in rbac_changes],
         "network": _grouped(net_changes),

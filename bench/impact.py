@@ -38,9 +38,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench import deployments, profile  # noqa: E402
-
 import harden.observe  # noqa: E402
+from bench import deployments, profile  # noqa: E402
 from harden.engine import Request, build_plan, rendered_for  # noqa: E402
 from harden.impact import needs, summary  # noqa: E402
 from harden.load import select  # noqa: E402

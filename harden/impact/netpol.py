@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -828,7 +828,7 @@ def _diff_probes(d: Endpoint, candidates: Sequence[tuple[int, Protocol]]) -> lis
 
 
 def _pairs_that_may_change(before: NetworkModel, after: NetworkModel, eps: Sequence[Endpoint],
-                           probes: Mapping[str, list[_DiffProbe]]) -> Any:
+                           probes: Mapping[str, list[_DiffProbe]]) -> Callable[[Endpoint], list[Endpoint]]:
     """For each source, the destinations (in `eps` order) whose flows from it may differ between the
     two models; every other pair is provably unchanged, so a diff need not evaluate it.
 
@@ -858,11 +858,11 @@ def _pairs_that_may_change(before: NetworkModel, after: NetworkModel, eps: Seque
                     ports.append((n, p))
         if not ports:
             continue
-        for s in eps:
-            if s.key not in egress_changed and any(
-                    before._side_allows(d, "Ingress", s, d, n, p) != after._side_allows(d, "Ingress", s, d, n, p)
+        for src in eps:
+            if src.key not in egress_changed and any(
+                    before._side_allows(d, "Ingress", src, d, n, p) != after._side_allows(d, "Ingress", src, d, n, p)
                     for n, p in ports):
-                by_source.setdefault(s.key, set()).add(d.key)
+                by_source.setdefault(src.key, set()).add(d.key)
 
     def pairs(s: Endpoint) -> list[Endpoint]:
         if s.key in egress_changed:

@@ -2,7 +2,8 @@
 
 Both states are evaluated in full (effective RBAC permissions, reachability between the
 install's pod groups and to the CIDRs its policies name), and only the differences are reported:
-a plan that changes nothing about access says so.
+a plan that changes nothing about access says so. The reachability matrix of the state after is
+shown up to MATRIX_MAX_GROUPS pod groups.
 """
 
 from __future__ import annotations

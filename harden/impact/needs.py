@@ -73,10 +73,20 @@ class State:
     def __init__(self, objects: Sequence[Obj]) -> None:
         self.objects = objects
         self.by_key = {ResourceKey.of(o): o for o in objects}
+        # (kind, namespace, name) of every object: an `object` need is one lookup, not a scan, per
+        # subject (workflow pods are a subject in every workflow namespace).
+        self.names = {(k.kind, k.namespace, k.name) for k in self.by_key}
         self.rbac = rbac.RbacIndex.from_objects(objects)
         self.net = netpol.NetworkModel.from_objects(objects)
+        self._api_server: tuple[list[netpol.CidrEndpoint], list[tuple[int, str]]] | None = None
 
     def api_server(self) -> tuple[list[netpol.CidrEndpoint], list[tuple[int, str]]]:
+        """The API server's addresses and ports, found once per state (asked once per subject)."""
+        if self._api_server is None:
+            self._api_server = self._find_api_server()
+        return self._api_server
+
+    def _find_api_server(self) -> tuple[list[netpol.CidrEndpoint], list[tuple[int, str]]]:
         for key, obj in self.by_key.items():
             if key.kind == "EndpointSlice" and key.namespace == "default" and \
                     ((obj.get("metadata") or {}).get("labels") or {}).get(API_SLICE_LABEL) == "kubernetes":
@@ -342,8 +352,7 @@ def _holds(need: Mapping[str, Any], install: Install, subject: _Subject, state: 
         names = _names(install, state, subject)
         name = resolve_name(str(o["name"]), comp, names) if comp else _resolve_plain(str(o["name"]), names)
         ns = "" if o.get("namespace") == "cluster" else subject.namespace
-        key_kinds = [k for k in state.by_key if k.kind == o["kind"] and k.namespace == ns and k.name == name]
-        exists = bool(key_kinds)
+        exists = (o["kind"], ns, name) in state.names
         return exists, f"{o['kind']} {ns + '/' if ns else ''}{name} {'exists' if exists else 'does not exist'}"
     if "probe" in need:
         return _probe(need["probe"], subject, state)

@@ -221,11 +221,13 @@ def build_plan(req: Request, *, destroy: bool = False, with_impact: bool = True,
             findings += run_checks(r.profile, r.checks, after, files.get(r.profile))
         findings += evaluate_expectations(rendered, after, files)
     used = sorted({i for i in chosen.values()}, key=lambda i: (i.product, i.name))
+    # Both states are indexed once (RBAC, NetworkPolicies) for the needs and the security impact.
+    states = needs.State(live.all()), needs.State(after)
     results = needs.evaluate([(i, [s for s in component_specs() if s.product == i.product]) for i in used],
                              live.all(), after, plan.actionable,
-                             {k: v for sel in selection.items for k, v in sel.values.items()})
+                             {k: v for sel in selection.items for k, v in sel.values.items()}, states)
     findings += need_findings(results, selection)
-    impact = security_impact(live.all(), after) if with_impact else {}
+    impact = security_impact(live.all(), after, states) if with_impact else {}
     impact = {**impact, "installs": [install_report(i, i in used) for i in installs],
               "needs": [r.to_dict() for r in results]}
     plan = replace(plan, findings=tuple(findings), impact=impact, detected=tuple(detected),
@@ -328,7 +330,11 @@ def evaluate_expectations(rendered: list[Rendered], objs: list[dict], files: dic
     return out
 
 
-def security_impact(before: list[dict], after: list[dict]) -> dict:
+def security_impact(before: list[dict], after: list[dict],
+                    states: tuple[needs.State, needs.State] | None = None) -> dict:
     from .impact import summary
 
-    return summary.impact(before, after)
+    if states is None:
+        return summary.impact(before, after)
+    b, a = states
+    return summary.impact(before, after, rbac_indexes=(b.rbac, a.rbac), networks=(b.net, a.net))

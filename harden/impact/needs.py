@@ -67,16 +67,26 @@ class NeedResult:
                    d.get("why", ""), d.get("source", ""), tuple(d.get("brokenBy", ())))
 
 
-class _State:
-    """One state (before or after) with its evaluators built once."""
+class State:
+    """One state (before or after) with its evaluators built once (the security impact reuses them)."""
 
     def __init__(self, objects: Sequence[Obj]) -> None:
         self.objects = objects
         self.by_key = {ResourceKey.of(o): o for o in objects}
+        # (kind, namespace, name) of every object: an `object` need is one lookup, not a scan, per
+        # subject (workflow pods are a subject in every workflow namespace).
+        self.names = {(k.kind, k.namespace, k.name) for k in self.by_key}
         self.rbac = rbac.RbacIndex.from_objects(objects)
         self.net = netpol.NetworkModel.from_objects(objects)
+        self._api_server: tuple[list[netpol.CidrEndpoint], list[tuple[int, str]]] | None = None
 
     def api_server(self) -> tuple[list[netpol.CidrEndpoint], list[tuple[int, str]]]:
+        """The API server's addresses and ports, found once per state (asked once per subject)."""
+        if self._api_server is None:
+            self._api_server = self._find_api_server()
+        return self._api_server
+
+    def _find_api_server(self) -> tuple[list[netpol.CidrEndpoint], list[tuple[int, str]]]:
         for key, obj in self.by_key.items():
             if key.kind == "EndpointSlice" and key.namespace == "default" and \
                     ((obj.get("metadata") or {}).get("labels") or {}).get(API_SLICE_LABEL) == "kubernetes":
@@ -93,7 +103,7 @@ class _State:
         return [], []
 
 
-def _workflow_defaults(state: _State, install: Install) -> dict[str, Any]:
+def _workflow_defaults(state: State, install: Install) -> dict[str, Any]:
     """workflowDefaults of the controller's ConfigMap (YAML inside the ConfigMap), or {}."""
     ctl = next((c for c in install.components if c.config_map), None)
     obj = state.by_key.get(ctl.config_map) if ctl and ctl.config_map else None
@@ -110,7 +120,7 @@ def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _defaults_spec(state: _State, install: Install) -> dict[str, Any]:
+def _defaults_spec(state: State, install: Install) -> dict[str, Any]:
     """workflowDefaults.spec, or {} when the ConfigMap holds none (or something that is no mapping)."""
     return _mapping(_workflow_defaults(state, install).get("spec"))
 
@@ -135,7 +145,7 @@ class _Subject:
         return netpol.PodEndpoint(self.namespace, self.labels, self.ports)
 
 
-def _subjects(spec: ComponentSpec, install: Install, state: _State,
+def _subjects(spec: ComponentSpec, install: Install, state: State,
               namespaces: Sequence[str] = ()) -> list[_Subject]:
     comp = install.component(spec.name)
     if comp is not None:
@@ -154,7 +164,7 @@ def _subjects(spec: ComponentSpec, install: Install, state: _State,
     return [_Subject(spec.name, ns, sa, labels, (), None) for ns in (namespaces or [install.namespace])]
 
 
-def _names(install: Install, state: _State, subject: _Subject) -> dict[str, str]:
+def _names(install: Install, state: State, subject: _Subject) -> dict[str, str]:
     spec_defaults = _defaults_spec(state, install)
     workflow_sa = str(spec_defaults.get("serviceAccountName") or "default")
     return {"serviceAccount": subject.service_account, "workflowServiceAccount": workflow_sa,
@@ -163,7 +173,7 @@ def _names(install: Install, state: _State, subject: _Subject) -> dict[str, str]
             "namespace": install.namespace}
 
 
-def _config(state: _State, install: Install, key: str) -> Any:
+def _config(state: State, install: Install, key: str) -> Any:
     """A key of the controller's ConfigMap in this state, parsed (its values are YAML documents)."""
     ctl = next((c for c in install.components if c.config_map), None)
     obj = state.by_key.get(ctl.config_map) if ctl and ctl.config_map else None
@@ -174,7 +184,7 @@ def _config(state: _State, install: Install, key: str) -> Any:
         return None
 
 
-def _args_in(state: _State, comp: Component | None) -> tuple[str, ...]:
+def _args_in(state: State, comp: Component | None) -> tuple[str, ...]:
     """The component's container args as they are in this state (a plan may change them)."""
     obj = state.by_key.get(comp.workload) if comp else None
     if obj is None:
@@ -184,7 +194,7 @@ def _args_in(state: _State, comp: Component | None) -> tuple[str, ...]:
 
 
 # Conditions a need may carry (`when:`), each read from the state being evaluated.
-def _condition(when: str | None, install: Install, state: _State, subject: _Subject | None = None) -> bool | None:
+def _condition(when: str | None, install: Install, state: State, subject: _Subject | None = None) -> bool | None:
     if not when:
         return True
     spec_defaults = _defaults_spec(state, install)
@@ -220,7 +230,7 @@ _PARAM_PREFIX = {"application-controller": "controller", "server": "server",
                  "applicationset-controller": "applicationsetcontroller"}
 
 
-def _strict_tls(when: str, install: Install, state: _State, subject: _Subject | None) -> bool:
+def _strict_tls(when: str, install: Install, state: State, subject: _Subject | None) -> bool:
     comp = subject.component if subject else None
     if comp is None:
         return False
@@ -233,7 +243,7 @@ def _strict_tls(when: str, install: Install, state: _State, subject: _Subject | 
     return bool(prefix) and str((params.get("data") or {}).get(f"{prefix}.{key}") or "").lower() == "true"
 
 
-def _managed_namespace(install: Install, subject: _Subject, before: _State) -> str | None:
+def _managed_namespace(install: Install, subject: _Subject, before: State) -> str | None:
     """Where a `managed`-scope permission is checked: cluster-wide (None) when the component is bound
     cluster-wide before the plan (a cluster install), else its own namespace (a namespaced install)."""
     comp = subject.component
@@ -257,7 +267,7 @@ def _parameter(parameters: Mapping[str, Any], name: str) -> Any:
     return None
 
 
-def _flow_target(need: Mapping[str, Any], install: Install, state: _State,
+def _flow_target(need: Mapping[str, Any], install: Install, state: State,
                  parameters: Mapping[str, Any]) -> tuple[list[netpol.Endpoint], str | None, str]:
     """(destinations, port text or None, why-unknown)."""
     to = str(need.get("to", ""))
@@ -293,7 +303,7 @@ def _flow_target(need: Mapping[str, Any], install: Install, state: _State,
     return [], None, f"unknown flow destination {to!r}"
 
 
-def _holds(need: Mapping[str, Any], install: Install, subject: _Subject, state: _State, before: _State,
+def _holds(need: Mapping[str, Any], install: Install, subject: _Subject, state: State, before: State,
            parameters: Mapping[str, Any]) -> tuple[bool | None, str]:
     """(True/False, message) or (None, why it cannot be decided)."""
     sub: Mapping[str, Any] = next((need[k] for k in ("permission", "flow", "object", "probe") if k in need), {})
@@ -342,15 +352,14 @@ def _holds(need: Mapping[str, Any], install: Install, subject: _Subject, state: 
         names = _names(install, state, subject)
         name = resolve_name(str(o["name"]), comp, names) if comp else _resolve_plain(str(o["name"]), names)
         ns = "" if o.get("namespace") == "cluster" else subject.namespace
-        key_kinds = [k for k in state.by_key if k.kind == o["kind"] and k.namespace == ns and k.name == name]
-        exists = bool(key_kinds)
+        exists = (o["kind"], ns, name) in state.names
         return exists, f"{o['kind']} {ns + '/' if ns else ''}{name} {'exists' if exists else 'does not exist'}"
     if "probe" in need:
         return _probe(need["probe"], subject, state)
     return None, "need of an unknown kind"
 
 
-def _ingress(f: Mapping[str, Any], install: Install, subject: _Subject, state: _State,
+def _ingress(f: Mapping[str, Any], install: Install, subject: _Subject, state: State,
              parameters: Mapping[str, Any]) -> tuple[bool | None, str]:
     """Another party reaches this component (e.g. Prometheus scraping its metrics port)."""
     src_spec = str(f["from"])
@@ -385,13 +394,13 @@ def _resolve_plain(template: str, names: Mapping[str, str]) -> str:
     return template
 
 
-def _ports_of(dst: netpol.Endpoint, state: _State) -> list[tuple[int, netpol.Protocol]]:
+def _ports_of(dst: netpol.Endpoint, state: State) -> list[tuple[int, netpol.Protocol]]:
     if dst.ports:
         return [(p.port, p.protocol) for p in dst.ports]
     return list(state.net.candidate_ports())
 
 
-def _probe(p: Mapping[str, Any], subject: _Subject, state: _State) -> tuple[bool | None, str]:
+def _probe(p: Mapping[str, Any], subject: _Subject, state: State) -> tuple[bool | None, str]:
     comp = subject.component
     if comp is None:
         return None, "no workload"
@@ -424,7 +433,7 @@ def _probe(p: Mapping[str, Any], subject: _Subject, state: _State) -> tuple[bool
 
 
 def _culprits(need: Mapping[str, Any], before: _Subject, after: _Subject, changes: Iterable[Change],
-              b: _State, a: _State) -> tuple[str, ...]:
+              b: State, a: State) -> tuple[str, ...]:
     """The changes that break a need: those touching what the need depends on, for this subject."""
     def related(c: Change) -> bool:
         obj = a.by_key.get(c.key) or b.by_key.get(c.key) or {}
@@ -460,9 +469,11 @@ def _role_of(binding: Obj) -> ResourceKey | None:
 
 
 def evaluate(installs: Sequence[tuple[Install, Sequence[ComponentSpec]]], before: Sequence[Obj],
-             after: Sequence[Obj], changes: Sequence[Change], parameters: Mapping[str, Any]) -> list[NeedResult]:
-    """Every need of every component found in `installs`, before and after the plan."""
-    b, a = _State(before), _State(after)
+             after: Sequence[Obj], changes: Sequence[Change], parameters: Mapping[str, Any],
+             states: tuple[State, State] | None = None) -> list[NeedResult]:
+    """Every need of every component found in `installs`, before and after the plan (`states`: the
+    two states already indexed, if the caller has them)."""
+    b, a = states or (State(before), State(after))
     out: list[NeedResult] = []
     for install, specs in installs:
         for spec in specs:

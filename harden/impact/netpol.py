@@ -55,7 +55,8 @@ Model and design decisions
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -291,8 +292,19 @@ class NetworkModel:
         self.policies = tuple(policies)
         self._namespaces = {k: dict(v) for k, v in namespaces.items()}
         self.groups = tuple(groups)
-        # Matrices evaluate the same pod against the same policies thousands of times.
-        self._selecting_cache: dict[tuple[PodEndpoint, str], list[_Policy]] = {}
+        # Only a pod's own namespace's policies can select it: index them by namespace.
+        self._by_namespace: dict[str, list[_Policy]] = {}
+        for pol in self.policies:
+            self._by_namespace.setdefault(pol.namespace, []).append(pol)
+        # Matrices and diffs ask about the same pods thousands of times. Pods of one namespace with
+        # the same labels (and ports, for named ports) answer alike, so answers are cached per
+        # (namespace, labels[, ports]), not per workload. Selectors are keyed by identity: they are
+        # the policies' own dicts, which live as long as the model.
+        self._selecting_cache: dict[tuple[str, Labels, str], list[_Policy]] = {}
+        self._selector_cache: dict[tuple[int, Any], bool] = {}
+        self._ns_labels: dict[str, dict[str, str]] = {}
+        self._allowed_cache: dict[tuple[Any, Any, int, Protocol], bool] = {}
+        self._candidates: tuple[tuple[int, Protocol], ...] | None = None
 
     @classmethod
     def from_objects(cls, objects: Iterable[Mapping[str, Any]]) -> NetworkModel:
@@ -314,9 +326,35 @@ class NetworkModel:
         return cls(policies, namespaces, groups)
 
     def namespace_labels(self, namespace: str) -> dict[str, str]:
-        labels = dict(self._namespaces.get(namespace, {}))
-        labels[NS_NAME_LABEL] = namespace  # always set by the API server
+        return dict(self._namespace_labels(namespace))
+
+    def _namespace_labels(self, namespace: str) -> dict[str, str]:
+        """The cached label map (callers must not change it)."""
+        labels = self._ns_labels.get(namespace)
+        if labels is None:
+            labels = dict(self._namespaces.get(namespace, {}))
+            labels[NS_NAME_LABEL] = namespace  # always set by the API server
+            self._ns_labels[namespace] = labels
         return labels
+
+    def same_namespaces(self, other: NetworkModel) -> bool:
+        """Whether every namespace has the same labels in both models."""
+        names = set(self._namespaces) | set(other._namespaces)
+        return all(self._namespace_labels(n) == other._namespace_labels(n) for n in names)
+
+    def _pod_matches(self, selector: Mapping[str, Any], pod: PodEndpoint) -> bool:
+        key = (id(selector), (pod.namespace, pod.labels))
+        hit = self._selector_cache.get(key)
+        if hit is None:
+            hit = self._selector_cache[key] = selector_matches(selector, pod.label_map)
+        return hit
+
+    def _namespace_matches(self, selector: Mapping[str, Any], namespace: str) -> bool:
+        key = (id(selector), namespace)
+        hit = self._selector_cache.get(key)
+        if hit is None:
+            hit = self._selector_cache[key] = selector_matches(selector, self._namespace_labels(namespace))
+        return hit
 
     # -- matching
 
@@ -333,9 +371,9 @@ class NetworkModel:
         if ns_sel is None:
             if ep.namespace != policy_ns:
                 return False
-        elif not selector_matches(ns_sel, self.namespace_labels(ep.namespace)):
+        elif not self._namespace_matches(ns_sel, ep.namespace):
             return False
-        return pod_sel is None or selector_matches(pod_sel, ep.label_map)
+        return pod_sel is None or self._pod_matches(pod_sel, ep)
 
     def _rule_allows(self, rule: Mapping[str, Any], peer_key: str, policy_ns: str, peer: Endpoint,
                      dst: Endpoint, port: int, protocol: Protocol) -> bool:
@@ -345,14 +383,14 @@ class NetworkModel:
         return _ports_match(rule.get("ports") or (), dst, port, protocol)
 
     def _selecting(self, pod: PodEndpoint, policy_type: str) -> list[_Policy]:
-        key = (pod, policy_type)
-        if key not in self._selecting_cache:
-            labels = pod.label_map
-            self._selecting_cache[key] = [
-                p for p in self.policies
-                if p.namespace == pod.namespace and policy_type in p.types and selector_matches(p.pod_selector, labels)
+        key = (pod.namespace, pod.labels, policy_type)
+        found = self._selecting_cache.get(key)
+        if found is None:
+            found = self._selecting_cache[key] = [
+                p for p in self._by_namespace.get(pod.namespace, ())
+                if policy_type in p.types and self._pod_matches(p.pod_selector, pod)
             ]
-        return self._selecting_cache[key]
+        return found
 
     def _direction(self, pod: Endpoint, policy_type: str, peer: Endpoint, dst: Endpoint,
                    port: int, protocol: Protocol) -> tuple[tuple[str, ...] | None, tuple[str, ...]]:
@@ -398,6 +436,52 @@ class NetworkModel:
                     return tuple(contributors)
         return ()
 
+    def _side_allows(self, pod: Endpoint, policy_type: str, peer: Endpoint, dst: Endpoint,
+                     port: int, protocol: Protocol) -> bool:
+        """One side of a flow, as :meth:`_direction` decides it, without naming the policies."""
+        if not isinstance(pod, PodEndpoint):
+            return True
+        selecting = self._selecting(pod, policy_type)
+        if not selecting:
+            return True
+        rules_key, peer_key = ("ingress", "from") if policy_type == "Ingress" else ("egress", "to")
+        if isinstance(peer, CidrEndpoint):
+            return bool(self._cidr_allowed_by(selecting, rules_key, peer_key, peer, dst, port, protocol))
+        return any(self._rule_allows(r, peer_key, p.namespace, peer, dst, port, protocol)
+                   for p in selecting for r in getattr(p, rules_key))
+
+    def allowed(self, src: Endpoint, dst: Endpoint, port: int, protocol: Protocol) -> bool:
+        """``evaluate(src, dst, port, protocol).allowed`` for a numeric port, cached per endpoint class."""
+        key = (_class_of(src), _class_of(dst), port, protocol)
+        hit = self._allowed_cache.get(key)
+        if hit is None:
+            hit = self._allowed_cache[key] = (self._side_allows(src, "Egress", dst, dst, port, protocol)
+                                              and self._side_allows(dst, "Ingress", src, dst, port, protocol))
+        return hit
+
+    def egress_rules(self, pod: PodEndpoint) -> list[tuple[str, tuple[Mapping[str, Any], ...]]] | None:
+        """The egress rules that govern ``pod`` (by policy), or None if its egress is not isolated.
+        Equal in two models (with equal namespaces) means the pod's egress answers alike in both."""
+        selecting = self._selecting(pod, "Egress")
+        return sorted(((p.key, p.egress) for p in selecting), key=lambda t: t[0]) if selecting else None
+
+    def ingress_peers(self, pod: PodEndpoint, port: int, protocol: Protocol) -> str | frozenset[str]:
+        """Who may reach ``pod`` on one port: ``"all"`` (not isolated, or a rule without ``from``),
+        else the set of peers of the rules that match the port (canonical JSON; empty = nobody).
+        Equal in two models (with equal namespaces) means the same sources are allowed in both."""
+        selecting = self._selecting(pod, "Ingress")
+        if not selecting:
+            return "all"
+        peers: set[str] = set()
+        for pol in selecting:
+            for rule in pol.ingress:
+                if not _ports_match(rule.get("ports") or (), pod, port, protocol):
+                    continue
+                if not rule.get("from"):
+                    return "all"
+                peers.update(json.dumps(p, sort_keys=True, default=str) for p in rule["from"])
+        return frozenset(peers)
+
     def evaluate(self, src: Endpoint, dst: Endpoint, port: int | str,
                  protocol: str | Protocol | None = None) -> FlowDecision:
         number, proto = _resolve_flow_port(dst, port, protocol)
@@ -415,8 +499,13 @@ class NetworkModel:
 
     def candidate_ports(self) -> tuple[tuple[int, Protocol], ...]:
         """Representative ports for "any port" checks (see module docstring)."""
+        if self._candidates is None:
+            self._candidates = self._candidate_ports()
+        return self._candidates
+
+    def _candidate_ports(self) -> tuple[tuple[int, Protocol], ...]:
         starts: set[tuple[int, Protocol]] = set()
-        covered: list[tuple[int, int]] = []
+        covered: set[tuple[int, int]] = set()
         protocols = {Protocol.TCP}
         for pol in self.policies:
             for rule in (*pol.ingress, *pol.egress):
@@ -426,11 +515,16 @@ class NetworkModel:
                     num = _port_number(entry.get("port"))
                     if num is not None:
                         starts.add((num, proto))
-                        covered.append((num, int(entry.get("endPort") or num)))
+                        covered.add((num, int(entry.get("endPort") or num)))
         # A policy may cover every port (port: 1, endPort: 65535): then no port is left unmentioned.
         free = next((p for p in range(1, 65536) if not any(lo <= p <= hi for lo, hi in covered)), None)
         extra = {(free, proto) for proto in protocols} if free is not None else set()
         return tuple(sorted(starts | extra))
+
+
+def _class_of(ep: Endpoint) -> Any:
+    """What a flow's answer depends on: a pod's namespace, labels and ports (not its workload name)."""
+    return (ep.namespace, ep.labels, ep.ports) if isinstance(ep, PodEndpoint) else ep.network
 
 
 def _port_number(value: Any) -> int | None:
@@ -666,7 +760,7 @@ def _probes(dst: Endpoint, ports: Sequence[int | str] | None,
 
 
 def _open(model: NetworkModel, src: Endpoint, dst: Endpoint, probe: _Probe) -> bool:
-    return any(model.evaluate(src, dst, n, p).allowed for n, p in probe[1])
+    return any(model.allowed(src, dst, n, p) for n, p in probe[1])
 
 
 def matrix(objects: Iterable[Mapping[str, Any]] | NetworkModel, groups: Sequence[PodGroup] | None = None,
@@ -725,6 +819,60 @@ class FlowChange:
         }
 
 
+_DiffProbe = tuple[ContainerPort | None, Sequence[tuple[int, Protocol]]]
+
+
+def _diff_probes(d: Endpoint, candidates: Sequence[tuple[int, Protocol]]) -> list[_DiffProbe]:
+    """A destination's declared ports one by one, or (None, candidates) = "some port" if it declares none."""
+    return [(cp, [(cp.port, cp.protocol)]) for cp in d.ports] if d.ports else [(None, candidates)]
+
+
+def _pairs_that_may_change(before: NetworkModel, after: NetworkModel, eps: Sequence[Endpoint],
+                           probes: Mapping[str, list[_DiffProbe]]) -> Callable[[Endpoint], list[Endpoint]]:
+    """For each source, the destinations (in `eps` order) whose flows from it may differ between the
+    two models; every other pair is provably unchanged, so a diff need not evaluate it.
+
+    A flow is allowed iff the source's egress and the destination's ingress allow it, so it can only
+    change if one of the two does. A source's egress answers alike for every destination when the
+    same egress rules govern it in both models; a destination's ingress on one port answers alike
+    for every source when the same peers are allowed on that port (or all are, or none). Namespace
+    labels feed namespaceSelectors, so when any namespace's labels differ, every isolated side
+    counts as changed. Only where a destination's ingress does change are the sources tried one by
+    one, and only those whose answer differs are paired with it.
+    """
+    same_ns = before.same_namespaces(after)
+    pods = [e for e in eps if isinstance(e, PodEndpoint)]
+    every = list(eps)
+    egress_changed: set[str] = set()
+    for s in pods:
+        b, a = before.egress_rules(s), after.egress_rules(s)
+        if b != a or (b is not None and not same_ns):
+            egress_changed.add(s.key)
+    by_source: dict[str, set[str]] = {}
+    for d in pods:
+        ports = []
+        for _, probe_ports in probes[d.key]:
+            for n, p in probe_ports:
+                b_in, a_in = before.ingress_peers(d, n, p), after.ingress_peers(d, n, p)
+                if b_in != a_in or (not same_ns and b_in not in ("all", frozenset())):
+                    ports.append((n, p))
+        if not ports:
+            continue
+        for src in eps:
+            if src.key not in egress_changed and any(
+                    before._side_allows(d, "Ingress", src, d, n, p) != after._side_allows(d, "Ingress", src, d, n, p)
+                    for n, p in ports):
+                by_source.setdefault(src.key, set()).add(d.key)
+
+    def pairs(s: Endpoint) -> list[Endpoint]:
+        if s.key in egress_changed:
+            return every
+        wanted = by_source.get(s.key)
+        return [d for d in eps if d.key in wanted] if wanted else []
+
+    return pairs
+
+
 def diff_reachability(before_objects: Iterable[Mapping[str, Any]] | NetworkModel,
                       after_objects: Iterable[Mapping[str, Any]] | NetworkModel,
                       extra_endpoints: Iterable[Endpoint] = ()) -> list[FlowChange]:
@@ -741,16 +889,17 @@ def diff_reachability(before_objects: Iterable[Mapping[str, Any]] | NetworkModel
     for ep in extra_endpoints:
         endpoints[ep.key] = ep
     candidates = tuple(sorted(set(before.candidate_ports()) | set(after.candidate_ports())))
+    eps = list(endpoints.values())
+    probes = {d.key: _diff_probes(d, candidates) for d in eps}
+    pairs = _pairs_that_may_change(before, after, eps, probes)
     changes: list[FlowChange] = []
-    for s in endpoints.values():
-        for d in endpoints.values():
+    for s in eps:
+        for d in pairs(s):
             if isinstance(s, CidrEndpoint) and isinstance(d, CidrEndpoint):
                 continue
-            probes: list[tuple[ContainerPort | None, Sequence[tuple[int, Protocol]]]]
-            probes = [(cp, [(cp.port, cp.protocol)]) for cp in d.ports] if d.ports else [(None, candidates)]
-            for cp, ports in probes:
-                was = any(before.evaluate(s, d, n, p).allowed for n, p in ports)
-                now = any(after.evaluate(s, d, n, p).allowed for n, p in ports)
+            for cp, ports in probes[d.key]:
+                was = any(before.allowed(s, d, n, p) for n, p in ports)
+                now = any(after.allowed(s, d, n, p) for n, p in ports)
                 if was == now:
                     continue
                 changes.append(FlowChange(

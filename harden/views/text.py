@@ -142,6 +142,8 @@ def render_impact(impact: dict, console: Console) -> None:
             colour = "red" if change["direction"] == FlowDirection.OPENED else "green"
             console.print(f"    [{colour}]{escape(change['text'])}[/{colour}]")
     matrix = impact.get("matrix")
+    if matrix and matrix.get("omitted"):
+        console.print(f"  reachability table left out: {escape(matrix['omitted'])}")
     if matrix and matrix.get("groups"):
         table = Table(title="reachability after apply (row -> column, ports)", title_justify="left", show_lines=False)
         table.add_column("from \\ to")

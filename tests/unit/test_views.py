@@ -389,3 +389,23 @@ def test_max_comment_size_reaches_the_markdown_view(planned):
     view.limit_size(2000)
     view.plan(planned.plan, planned.profile_files)
     assert out.getvalue().startswith(f"{markdown.PART_MARKER}1/")
+
+
+def test_impact_matrix_is_left_out_past_its_bound_and_the_text_says_why():
+    from harden.impact import summary
+    from harden.views.text import render_impact
+
+    def workloads(n: int) -> list[dict]:
+        return [{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": f"w{i}", "namespace": "a"},
+                 "spec": {"template": {"metadata": {"labels": {"app": f"w{i}"}}, "spec": {"containers": []}}}}
+                for i in range(n)]
+
+    small = summary.impact(workloads(summary.MATRIX_MAX_GROUPS), workloads(summary.MATRIX_MAX_GROUPS))
+    assert len(small["matrix"]["groups"]) == summary.MATRIX_MAX_GROUPS and "omitted" not in small["matrix"]
+    assert len(small["matrix"]["cells"]) == summary.MATRIX_MAX_GROUPS ** 2
+    big = summary.impact(workloads(summary.MATRIX_MAX_GROUPS + 1), workloads(summary.MATRIX_MAX_GROUPS + 1))
+    assert big["matrix"]["groups"] == [] and big["matrix"]["cells"] == {}
+    assert big["matrix"]["omitted"].startswith(f"{summary.MATRIX_MAX_GROUPS + 1} pod groups")
+    buf = io.StringIO()
+    render_impact(big, Console(file=buf, width=400, no_color=True, highlight=False))
+    assert "reachability table left out: 31 pod groups (more than 30)" in buf.getvalue()

@@ -115,6 +115,8 @@ def namespace_isolation(ctx: Ctx) -> dict[str, bool]:
     return {"another namespace cannot reach workflow pods": not ctx.reach(OUTSIDER, workflow, 8080),
             "another namespace cannot reach the controller's metrics": not ctx.reach(OUTSIDER, controller, 9090),
             "workflow pods cannot reach another namespace": not ctx.reach(workflow, OUTSIDER, 8080),
+            "workflow pods cannot reach the internet on 443": not ctx.reach(workflow, ELSEWHERE, 443),
+            "the controller cannot reach the internet on 443": not ctx.reach(controller, ELSEWHERE, 443),
             "argo-server is reachable on 2746": ctx.reach(OUTSIDER, ctx.pod("argo-server"), 2746)}
 
 
@@ -227,22 +229,34 @@ def argocd_repo_server_no_k8s(ctx: Ctx) -> dict[str, bool]:
             "it cannot list pods": not ctx.can_anywhere(repo.user, "list", "pods")}
 
 
+# argoproj/argo-cd manifests/install.yaml (tests/fixtures/argo-cd/install.yaml): each component's
+# metrics port, from its containerPorts (notifications-controller declares none: from its Service
+# argocd-notifications-controller-metrics, targetPort 9001).
+ARGOCD_METRICS = {"application-controller": 8082, "applicationset-controller": 8080, "dex": 5558,
+                  "notifications-controller": 9001, "repo-server": 8084, "server": 8083}
+# manifests/install.yaml: argocd-applicationset-controller's `webhook` containerPort.
+APPSET_WEBHOOK = 7000
+
+
 def argocd_network(ctx: Ctx) -> dict[str, bool]:
-    controller, repo, server = ctx.pod("application-controller"), ctx.pod("repo-server"), ctx.pod("server")
+    repo = ctx.pod("repo-server")
     redis = ctx.pod("redis-ha-haproxy" if "redis-ha-haproxy" in ctx.inst.components else "redis")
     out = {"another namespace cannot reach repo-server": not ctx.reach(OUTSIDER, repo, 8081),
            "another namespace cannot reach redis": not ctx.reach(OUTSIDER, redis, 6379),
            "repo-server cannot reach the API server": not any(ctx.reach(repo, a, ctx.network.api_port)
                                                              for a in ctx.network.api),
            "repo-server cannot reach another namespace": not ctx.reach(repo, OUTSIDER, 8080),
-           "argocd-server is reachable on 8080": ctx.reach(OUTSIDER, server, 8080)}
-    # argoproj/argo-cd manifests/install.yaml: the application controller serves metrics on 8082.
-    metrics = ctx.param("metricsNamespace")
-    if ctx.param("allowMetrics") is not False:
-        out["another namespace cannot scrape the controller"] = not ctx.reach(OUTSIDER, controller, 8082)
-        if metrics:
-            out["the metrics namespace scrapes the controller"] = ctx.reach(netpol.PodEndpoint(metrics, ()),
-                                                                           controller, 8082)
+           "argocd-server is reachable on 8080": ctx.reach(OUTSIDER, ctx.pod("server"), 8080)}
+    metrics = netpol.PodEndpoint(ctx.param("metricsNamespace"), ())
+    for comp, port in ARGOCD_METRICS.items():
+        if comp not in ctx.inst.components:
+            continue
+        out[f"another namespace cannot scrape {comp} ({port})"] = not ctx.reach(OUTSIDER, ctx.pod(comp), port)
+        if ctx.param("allowMetrics"):
+            out[f"{ctx.param('metricsNamespace')} scrapes {comp} ({port})"] = ctx.reach(metrics, ctx.pod(comp), port)
+    if not ctx.param("applicationSetWebhook"):
+        out["another namespace cannot reach the ApplicationSet webhook"] = not ctx.reach(
+            OUTSIDER, ctx.pod("applicationset-controller"), APPSET_WEBHOOK)
     return out
 
 

@@ -1,20 +1,33 @@
-"""Every profile right on every layout, checked independently of harden's own evaluators.
+"""Every profile right on every layout, alone and with the others, checked independently of
+harden's own evaluators.
 
-For each install layout the layout's stack (tests/integration/stacks/) is applied with the CLI,
-and then every need of every component (harden/needs/*.yaml) is checked from the API server
-itself (tests/integration/layouts.py): permissions by SubjectAccessReview as the service account
-the live pod template names, flows by the reachability model over the live objects, referenced
-objects by GET. A need that held before apply must hold after it; the re-plan is empty; destroy
-puts every object back field for field. Each profile is also applied alone on the quick-start
-layout, and the two Argo Workflows installs (quick-start in argo, Helm release wf in wfhelm) are
-checked not to touch each other.
+Layouts: quick-start (cluster install in argo), namespace-install (lay-wfns), the Helm release wf
+(wfhelm) for Argo Workflows; Argo CD's install.yaml and its HA variant (argocd). For each layout,
+its stack (tests/integration/stacks/, every profile of the product but those NOT_IN_STACK) is
+applied with the CLI, and so is every profile of the product alone (profiles/ read at collection,
+so a new profile is covered as it lands; its parameters are the layout stack's `with:` for it,
+else its defaults). Each time:
+
+* every need of every component (harden/needs/*.yaml) that held before still holds, checked from
+  the API server itself (tests/integration/layouts.py): permissions by SubjectAccessReview as the
+  service account the live pod template names, flows by the reachability model over the live
+  objects, referenced objects by GET;
+* every profile's security claim holds (tests/integration/claims.py, one function per profile:
+  SubjectAccessReview, reachability, objects read back), and alone at least one of them did not
+  hold before;
+* the re-plan is empty, and destroy puts every object back field for field.
+
+A profile harden must refuse alone (claims.REFUSES_ALONE: the allow-profiles without
+namespace-isolation, argocd-admin-disabled without a login) is asserted refused, exit 1, with the
+finding that names what it needs, and nothing written. The two Argo Workflows cluster installs
+(quick-start in argo, Helm in wfhelm) are checked not to touch each other while a stack applies.
 
 Layouts share one cluster with the other modules: the upstream cluster installs name their
 ClusterRoles and bind them to fixed namespaces (argo, argocd), so there is one cluster install
 per product and it lives in that namespace; the namespace-install, the Helm release
-(release-prefixed ClusterRoles) and the bad-input namespaces live in their own. The Argo CD HA
-layout replaces argocd-redis in argocd after the plain Argo CD layout was destroyed, and puts
-install.yaml back at the end.
+(release-prefixed ClusterRoles) and the bad-input namespaces live in their own. Each install is set
+up once per module; the Argo CD install is switched to HA (argocd-redis replaced by the redis-ha
+objects) for the HA cycles and put back to install.yaml after them and at the end.
 """
 
 from __future__ import annotations
@@ -358,6 +371,18 @@ def test_destroy_restores_the_install(outcome):
 def test_other_installs_untouched(outcome):
     assert outcome.apply_rc == 0, outcome.apply_out
     assert not outcome.others_touched, outcome.others_touched
+
+
+# Profiles a layout's stack leaves out (each is still applied alone): name -> why.
+NOT_IN_STACK = {"argocd-admin-disabled": "refused on the upstream install, which configures no SSO and no local "
+                                         "account: disabling admin would lock everyone out (claims.REFUSES_ALONE)"}
+
+
+@pytest.mark.parametrize("layout", ALL_LAYOUTS, ids=lambda x: x.id)
+def test_stack_lists_every_profile_of_its_product(layout):
+    listed = {p["profile"] for p in L.stack_profiles(layout.stack)}
+    missing = set(C.product_profiles(layout.product)) - listed - set(NOT_IN_STACK)
+    assert not missing, f"{layout.stack.name} does not apply {sorted(missing)} with the others: add them there"
 
 
 # -- each profile alone, on every layout of its product -------------------------------------------

@@ -13,7 +13,8 @@ controller". They use neither harden's plan nor its evaluators' predictions, onl
 specs and the live objects.
 
 REFUSES_ALONE names the profiles harden must refuse to apply alone (exit 1), with what the refusal
-must name; every other profile must apply alone on every layout of its product.
+must name; every other profile must apply alone on every layout of its product, with changes to
+make (plan exit 2) unless UNCHANGED says why the layout already has them.
 """
 
 from __future__ import annotations

@@ -230,12 +230,7 @@ class ArgoCD:
 
     def plain(self) -> None:
         for obj in self.ha_only or []:
-            res = self.kube.dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
-            try:
-                res.delete(name=obj["metadata"]["name"], namespace=ARGOCD.namespace)
-            except ApiException as e:
-                if e.status != 404:
-                    raise
+            _delete(self.kube, obj)
         self.kube.apply_manifests(require_fixture("argo-cd/install.yaml"), ARGOCD.namespace)
         self.ha_only = None
 
@@ -252,6 +247,16 @@ def argocd(kube, api_slice):
         install.plain()
 
 
+def _delete(kube, obj: dict) -> None:
+    """Delete the object `obj` names in argocd, if it is there."""
+    res = kube.dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+    try:
+        res.delete(name=obj["metadata"]["name"], namespace=ARGOCD.namespace)
+    except ApiException as e:
+        if e.status != 404:
+            raise
+
+
 def _to_ha(kube) -> list[dict]:
     """Replace install.yaml's argocd-redis with the HA objects; return the HA-only objects."""
     install = load_docs(require_fixture("argo-cd/install.yaml"))
@@ -260,12 +265,7 @@ def _to_ha(kube) -> list[dict]:
     for obj in install:
         name = obj["metadata"]["name"]
         if name in ("argocd-redis", "argocd-redis-network-policy") and (obj["kind"], name) not in ha_names:
-            res = kube.dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
-            try:
-                res.delete(name=name, namespace=ARGOCD.namespace)
-            except ApiException as e:
-                if e.status != 404:
-                    raise
+            _delete(kube, obj)
     kube.apply_manifests(ha, ARGOCD_HA.namespace)
     install_names = {(o["kind"], o["metadata"]["name"]) for o in install}
     return [o for o in ha if (o["kind"], o["metadata"]["name"]) not in install_names]

@@ -275,14 +275,16 @@ def parse_resource(text: str) -> tuple[str, str, str | None]:
     return name, group, sub or None
 
 
-def sar(api_client: client.ApiClient, user: str, verb: str, resource: str, namespace: str | None) -> bool:
+def sar(api_client: client.ApiClient, user: str, verb: str, resource: str, namespace: str | None,
+        groups: Iterable[str] = ()) -> bool:
+    """May `user` (in `groups`, and the groups the API server adds) do this? Asked of the authorizer."""
     name, group, sub = parse_resource(resource)
-    groups = ["system:authenticated"]
+    all_groups = [*groups, "system:authenticated"]
     if user.startswith("system:serviceaccount:"):
-        groups += ["system:serviceaccounts", f"system:serviceaccounts:{user.split(':')[2]}"]
+        all_groups += ["system:serviceaccounts", f"system:serviceaccounts:{user.split(':')[2]}"]
     attrs = client.V1ResourceAttributes(verb=verb, resource=name, group=group, subresource=sub, namespace=namespace)
     review = client.V1SubjectAccessReview(spec=client.V1SubjectAccessReviewSpec(
-        user=user, groups=groups, resource_attributes=attrs))
+        user=user, groups=all_groups, resource_attributes=attrs))
     return bool(client.AuthorizationV1Api(api_client).create_subject_access_review(review).status.allowed)
 
 
@@ -324,7 +326,7 @@ def api_server(objects: list[dict]) -> tuple[list[netpol.CidrEndpoint], str]:
     return [], ""
 
 
-def _parameter(profiles: list[dict], name: str) -> tuple[Any, Any]:
+def stack_parameter(profiles: list[dict], name: str) -> tuple[Any, Any]:
     """(value, port) of a profile parameter naming a peer: NAME itself, or NAMENamespace (+ NAMELabels)."""
     for p in profiles:
         w = p.get("with") or {}
@@ -335,7 +337,7 @@ def _parameter(profiles: list[dict], name: str) -> tuple[Any, Any]:
     return None, None
 
 
-def _peer(value: Any, default_ns: str) -> netpol.Endpoint | None:
+def peer_endpoint(value: Any, default_ns: str) -> netpol.Endpoint | None:
     if isinstance(value, dict) and "cidr" in value:
         return netpol.CidrEndpoint(ipaddress.ip_network(value["cidr"], strict=False))
     if isinstance(value, dict):
@@ -344,7 +346,7 @@ def _peer(value: Any, default_ns: str) -> netpol.Endpoint | None:
     return None
 
 
-def _allowed(model: netpol.NetworkModel, src: netpol.Endpoint, dst: netpol.Endpoint, port: Any) -> bool:
+def reachable(model: netpol.NetworkModel, src: netpol.Endpoint, dst: netpol.Endpoint, port: Any) -> bool:
     number, protocol = netpol.parse_port(str(port))
     return model.evaluate(src, dst, number, protocol).allowed
 
@@ -369,28 +371,28 @@ class Network:
         me = self.endpoint(subject)
         port = f.get("port")
         if "from" in f:
-            value, pport = _parameter(profiles, str(f["from"]).split(":", 1)[1])
-            src = _peer(value, inst.namespace)
+            value, pport = stack_parameter(profiles, str(f["from"]).split(":", 1)[1])
+            src = peer_endpoint(value, inst.namespace)
             if src is None or not (port or pport):
                 return None
-            return _allowed(self.model, src, me, port or pport)
+            return reachable(self.model, src, me, port or pport)
         to = str(f["to"])
         if to == "apiserver":
             assert self.api, "no `kubernetes` EndpointSlice in default"
-            return all(_allowed(self.model, me, a, port or self.api_port) for a in self.api)
+            return all(reachable(self.model, me, a, port or self.api_port) for a in self.api)
         if to == "dns":
-            return _allowed(self.model, me, DNS, port or "53/UDP")
+            return reachable(self.model, me, DNS, port or "53/UDP")
         if to.startswith("component:"):
             other = inst.components.get(to.split(":", 1)[1])
             if other is None or not port:
                 return None
             dst = self.endpoint(Subject(other.name, other.namespace, other.service_account, other.pod_labels, other))
-            return _allowed(self.model, me, dst, port)
-        value, pport = _parameter(profiles, to.split(":", 1)[1])
-        dst = _peer(value, inst.namespace)
+            return reachable(self.model, me, dst, port)
+        value, pport = stack_parameter(profiles, to.split(":", 1)[1])
+        dst = peer_endpoint(value, inst.namespace)
         if dst is None or not (port or pport):
             return None
-        return _allowed(self.model, me, dst, port or pport)
+        return reachable(self.model, me, dst, port or pport)
 
 
 # -- object needs ---------------------------------------------------------------------------------

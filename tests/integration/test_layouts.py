@@ -1,20 +1,33 @@
-"""Every profile right on every layout, checked independently of harden's own evaluators.
+"""Every profile right on every layout, alone and with the others, checked independently of
+harden's own evaluators.
 
-For each install layout the layout's stack (tests/integration/stacks/) is applied with the CLI,
-and then every need of every component (harden/needs/*.yaml) is checked from the API server
-itself (tests/integration/layouts.py): permissions by SubjectAccessReview as the service account
-the live pod template names, flows by the reachability model over the live objects, referenced
-objects by GET. A need that held before apply must hold after it; the re-plan is empty; destroy
-puts every object back field for field. Each profile is also applied alone on the quick-start
-layout, and the two Argo Workflows installs (quick-start in argo, Helm release wf in wfhelm) are
-checked not to touch each other.
+Layouts: quick-start (cluster install in argo), namespace-install (lay-wfns), the Helm release wf
+(wfhelm) for Argo Workflows; Argo CD's install.yaml and its HA variant (argocd). For each layout,
+its stack (tests/integration/stacks/, every profile of the product but those NOT_IN_STACK) is
+applied with the CLI, and so is every profile of the product alone (profiles/ read at collection,
+so a new profile is covered as it lands; its parameters are the layout stack's `with:` for it,
+else its defaults). Each time:
+
+* every need of every component (harden/needs/*.yaml) that held before still holds, checked from
+  the API server itself (tests/integration/layouts.py): permissions by SubjectAccessReview as the
+  service account the live pod template names, flows by the reachability model over the live
+  objects, referenced objects by GET;
+* every profile's security claim holds (tests/integration/claims.py, one function per profile:
+  SubjectAccessReview, reachability, objects read back), and alone at least one of them did not
+  hold before;
+* the re-plan is empty, and destroy puts every object back field for field.
+
+A profile harden must refuse alone (claims.REFUSES_ALONE: the allow-profiles without
+namespace-isolation, argocd-admin-disabled without a login) is asserted refused, exit 1, with the
+finding that names what it needs, and nothing written. The two Argo Workflows cluster installs
+(quick-start in argo, Helm in wfhelm) are checked not to touch each other while a stack applies.
 
 Layouts share one cluster with the other modules: the upstream cluster installs name their
 ClusterRoles and bind them to fixed namespaces (argo, argocd), so there is one cluster install
 per product and it lives in that namespace; the namespace-install, the Helm release
-(release-prefixed ClusterRoles) and the bad-input namespaces live in their own. The Argo CD HA
-layout replaces argocd-redis in argocd after the plain Argo CD layout was destroyed, and puts
-install.yaml back at the end.
+(release-prefixed ClusterRoles) and the bad-input namespaces live in their own. Each install is set
+up once per module; the Argo CD install is switched to HA (argocd-redis replaced by the redis-ha
+objects) for the HA cycles and put back to install.yaml after them and at the end.
 """
 
 from __future__ import annotations
@@ -24,12 +37,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+import claims as C
 import layouts as L
 import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from kubeutil import load_docs, require_fixture, run_harden
+
+from harden.load import load_profile
 
 
 @dataclass(frozen=True)
@@ -70,6 +86,8 @@ class Outcome:
     restored: list[str] = field(default_factory=list)          # differences after destroy
     others_touched: list[str] = field(default_factory=list)    # what changed in the other installs
     labelled: list[str] = field(default_factory=list)          # objects carrying the stack label after a refusal
+    claims_before: dict[str, bool] = field(default_factory=dict)  # the profiles' security claims (claims.py)
+    claims_after: dict[str, bool] = field(default_factory=dict)
 
 
 def _ensure_namespace(kube, name: str) -> None:
@@ -114,7 +132,7 @@ def _labelled(kube, stack_name: str) -> list[str]:
 
 
 def cycle(kube, layout: Layout, stack: Path, state: Path, others: tuple[Layout, ...] = ()) -> Outcome:
-    """plan, apply, check needs, re-plan, destroy; the other installs are watched throughout."""
+    """plan, apply, check needs and claims, re-plan, destroy; the other installs are watched throughout."""
     out = Outcome(layout)
     common = ["-f", str(stack), "--kubeconfig", kube.kubeconfig, "--state-dir", str(state)]
     namespaces = (layout.namespace, *layout.extra_namespaces)
@@ -128,6 +146,7 @@ def cycle(kube, layout: Layout, stack: Path, state: Path, others: tuple[Layout, 
         oi = L.read_install(kube.api_client, o.product, o.namespace, cluster=o.cluster, release=o.release)
         watched.append((o, oi, _access(kube, oi), L.install_snapshot(kube.api_client, o.namespace)))
     out.needs_before = L.check_needs(kube.api_client, inst, profiles)
+    out.claims_before = C.evaluate(kube.api_client, stack, inst, layout.cluster)
 
     r = run_harden("plan", *common, "--detailed-exitcode")
     out.plan_rc, out.plan_out = r.returncode, r.stdout + r.stderr
@@ -142,6 +161,7 @@ def cycle(kube, layout: Layout, stack: Path, state: Path, others: tuple[Layout, 
         after = L.read_install(kube.api_client, layout.product, layout.namespace, cluster=layout.cluster,
                                release=layout.release)
         out.needs_after = L.check_needs(kube.api_client, after, profiles)
+        out.claims_after = C.evaluate(kube.api_client, stack, after, layout.cluster)
         for o, oi, access, snap in watched:
             now = _access(kube, oi)
             out.others_touched += [f"{o.id}: SubjectAccessReview {k}: {v} -> {now[k]}"
@@ -194,17 +214,25 @@ def workflows(kube, api_slice):
     yield
 
 
-@pytest.fixture(scope="module")
-def outcomes(kube, workflows, tmp_path_factory):
-    """Outcomes are computed on first use and kept: each layout is applied once per module."""
-    done: dict[str, Outcome] = {}
+class ArgoCD:
+    """The one Argo CD install in argocd, switched between the plain and the HA layout on demand
+    (the HA layout replaces argocd-redis with the redis-ha objects), plain again at the end."""
 
-    def get(layout: Layout, others: tuple[Layout, ...] = ()) -> Outcome:
-        if layout.id not in done:
-            done[layout.id] = cycle(kube, layout, layout.stack, tmp_path_factory.mktemp(layout.id), others)
-        return done[layout.id]
+    def __init__(self, kube) -> None:
+        self.kube = kube
+        self.ha_only: list[dict] | None = None  # the HA-only objects while the HA layout is in place
 
-    return get
+    def use(self, layout: Layout) -> None:
+        if layout.id == ARGOCD_HA.id and self.ha_only is None:
+            self.ha_only = _to_ha(self.kube)
+        elif layout.id != ARGOCD_HA.id and self.ha_only is not None:
+            self.plain()
+
+    def plain(self) -> None:
+        for obj in self.ha_only or []:
+            _delete(self.kube, obj)
+        self.kube.apply_manifests(require_fixture("argo-cd/install.yaml"), ARGOCD.namespace)
+        self.ha_only = None
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +241,20 @@ def argocd(kube, api_slice):
     kube.apply_manifests(require_fixture("argo-cd/install.yaml"), ARGOCD.namespace)
     for ns in APP_NAMESPACES:  # the profile's Roles land there; it does not own the namespaces
         _ensure_namespace(kube, ns)
-    yield
+    install = ArgoCD(kube)
+    yield install
+    if install.ha_only is not None:  # later modules expect the plain install in argocd
+        install.plain()
+
+
+def _delete(kube, obj: dict) -> None:
+    """Delete the object `obj` names in argocd, if it is there."""
+    res = kube.dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+    try:
+        res.delete(name=obj["metadata"]["name"], namespace=ARGOCD.namespace)
+    except ApiException as e:
+        if e.status != 404:
+            raise
 
 
 def _to_ha(kube) -> list[dict]:
@@ -224,40 +265,10 @@ def _to_ha(kube) -> list[dict]:
     for obj in install:
         name = obj["metadata"]["name"]
         if name in ("argocd-redis", "argocd-redis-network-policy") and (obj["kind"], name) not in ha_names:
-            res = kube.dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
-            try:
-                res.delete(name=name, namespace=ARGOCD.namespace)
-            except ApiException as e:
-                if e.status != 404:
-                    raise
+            _delete(kube, obj)
     kube.apply_manifests(ha, ARGOCD_HA.namespace)
     install_names = {(o["kind"], o["metadata"]["name"]) for o in install}
     return [o for o in ha if (o["kind"], o["metadata"]["name"]) not in install_names]
-
-
-@pytest.fixture(scope="module")
-def argocd_outcomes(kube, argocd, tmp_path_factory):
-    done: dict[str, Outcome] = {}
-
-    def get(layout: Layout) -> Outcome:
-        if "argocd" not in done:
-            done["argocd"] = cycle(kube, ARGOCD, ARGOCD.stack, tmp_path_factory.mktemp("argocd"))
-        if layout.id == "argocd-ha" and "argocd-ha" not in done:
-            ha_only = _to_ha(kube)
-            try:
-                done["argocd-ha"] = cycle(kube, ARGOCD_HA, ARGOCD_HA.stack, tmp_path_factory.mktemp("argocd-ha"))
-            finally:  # later modules expect the plain install in argocd
-                for obj in ha_only:
-                    res = kube.dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
-                    try:
-                        res.delete(name=obj["metadata"]["name"], namespace=ARGOCD.namespace)
-                    except ApiException as e:
-                        if e.status != 404:
-                            raise
-                kube.apply_manifests(require_fixture("argo-cd/install.yaml"), ARGOCD.namespace)
-        return done[layout.id]
-
-    return get
 
 
 WF_LAYOUTS = [QUICK_START, NAMESPACED, HELM]
@@ -267,12 +278,48 @@ ALL_LAYOUTS = [*WF_LAYOUTS, ARGOCD, ARGOCD_HA]
 OTHERS = {"quick-start": (HELM,), "helm": (QUICK_START,), "namespace-install": (QUICK_START, HELM)}
 
 
+def alone_stack(layout: Layout, profile: str, directory: Path) -> Path:
+    """The layout's stack with only `profile`, as the stack configures it there (its `with:`), or
+    with the profile's defaults when the stack does not list it. Of the stack's `parameters`, those
+    the profile declares (harden refuses a stack parameter no selected profile has: Helm's `release`
+    and workflow-restrictions)."""
+    doc = yaml.safe_load(layout.stack.read_text())
+    entry = next((p for p in doc["profiles"] if p["profile"] == profile), {"profile": profile})
+    declared = load_profile(profile).parameters
+    doc["metadata"]["name"] = f"lay-alone-{layout.id}-{profile}"
+    doc["parameters"] = {k: v for k, v in (doc.get("parameters") or {}).items() if k in declared}
+    doc["profiles"] = [entry]
+    stack = directory / "stack.yaml"
+    stack.write_text(yaml.safe_dump(doc))
+    return stack
+
+
+@pytest.fixture(scope="module")
+def cycles(request, kube, tmp_path_factory):
+    """Outcomes are computed on first use and kept: each layout's stack, and each profile alone on
+    it, is applied once per module; the installs are set up once (per product, on first use)."""
+    done: dict[tuple[str, str | None], Outcome] = {}
+
+    def get(layout: Layout, profile: str | None = None) -> Outcome:
+        key = (layout.id, profile)
+        if key not in done:
+            if layout.product == "argo-cd":
+                request.getfixturevalue("argocd").use(layout)
+            else:
+                request.getfixturevalue("workflows")
+            d = tmp_path_factory.mktemp(f"{layout.id}-{profile or 'stack'}")
+            if profile is None:
+                done[key] = cycle(kube, layout, layout.stack, d, OTHERS.get(layout.id, ()))
+            else:
+                done[key] = cycle(kube, layout, alone_stack(layout, profile, d), d / "state")
+        return done[key]
+
+    return get
+
+
 @pytest.fixture
-def outcome(request, outcomes, argocd_outcomes) -> Outcome:
-    layout: Layout = request.param
-    if layout.product == "argo-cd":
-        return argocd_outcomes(layout)
-    return outcomes(layout, OTHERS.get(layout.id, ()))
+def outcome(request, cycles) -> Outcome:
+    return cycles(request.param)
 
 
 # Profiles wrong on a layout (harden refuses the stack there, exit 1, so nothing after the plan
@@ -303,6 +350,13 @@ def test_every_need_that_held_still_holds(outcome):
 
 
 @layout_param
+def test_every_claim_holds_with_the_others(outcome):
+    assert outcome.apply_rc == 0, outcome.plan_out + outcome.apply_out
+    assert outcome.claims_after, "no claim was checked"
+    assert not [k for k, v in outcome.claims_after.items() if not v], outcome.claims_after
+
+
+@layout_param
 def test_replan_is_empty(outcome):
     assert outcome.replan_rc == 0, outcome.replan_out
 
@@ -319,55 +373,58 @@ def test_other_installs_untouched(outcome):
     assert not outcome.others_touched, outcome.others_touched
 
 
-# -- each profile alone on the quick-start layout -------------------------------------------------
+# Profiles a layout's stack leaves out (each is still applied alone): name -> why.
+NOT_IN_STACK = {"argocd-admin-disabled": "refused on the upstream install, which configures no SSO and no local "
+                                         "account: disabling admin would lock everyone out (claims.REFUSES_ALONE)"}
 
 
-QUICK_START_PROFILES = L.stack_profiles(QUICK_START.stack)
+@pytest.mark.parametrize("layout", ALL_LAYOUTS, ids=lambda x: x.id)
+def test_stack_lists_every_profile_of_its_product(layout):
+    listed = {p["profile"] for p in L.stack_profiles(layout.stack)}
+    missing = set(C.product_profiles(layout.product)) - listed - set(NOT_IN_STACK)
+    assert not missing, f"{layout.stack.name} does not apply {sorted(missing)} with the others: add them there"
 
 
-@pytest.fixture(scope="module")
-def alone(kube, outcomes, tmp_path_factory):
-    outcomes(QUICK_START, OTHERS["quick-start"])  # the full stack first, on the untouched install
-    done: dict[str, Outcome] = {}
-
-    def get(entry: dict) -> Outcome:
-        name = entry["profile"]
-        if name not in done:
-            d = tmp_path_factory.mktemp(f"alone-{name}")
-            doc = yaml.safe_load(QUICK_START.stack.read_text())
-            doc["metadata"]["name"] = f"layouts-alone-{name}"
-            doc["profiles"] = [entry]
-            stack = d / "stack.yaml"
-            stack.write_text(yaml.safe_dump(doc))
-            done[name] = cycle(kube, QUICK_START, stack, d / "state")
-        return done[name]
-
-    return get
+# -- each profile alone, on every layout of its product -------------------------------------------
 
 
-# Alone, these isolate the controller's and server's egress with no DNS or API server rule, and
-# harden rightly refuses them; but the refusal names no profile that would keep those needs.
-ALONE_DEFECTS: dict[str, str] = {}  # every profile alone plans, or is refused naming what it needs
+ALONE = [(layout, profile) for layout in ALL_LAYOUTS for profile in C.product_profiles(layout.product)]
 
 
-@pytest.mark.parametrize("entry", [
-    pytest.param(p, id=p["profile"], marks=[pytest.mark.xfail(strict=True, reason=ALONE_DEFECTS[p["profile"]])]
-                 if p["profile"] in ALONE_DEFECTS else []) for p in QUICK_START_PROFILES])
-def test_profile_alone(alone, entry):
-    o = alone(entry)
-    if o.plan_rc == 1:
-        # A refusal is right when it names the broken need and the profile that would keep it.
-        others = [p["profile"] for p in QUICK_START_PROFILES if p["profile"] != entry["profile"]]
-        assert any(re.search(rf"\b{re.escape(p)}\b", o.plan_out) for p in others), o.plan_out
+def _alone_params(refused: bool | None = None):
+    """(layout, profile) pairs; refused=True/False keeps only those harden must / must not refuse."""
+    return [pytest.param(layout, profile, id=f"{layout.id}-{profile}") for layout, profile in ALONE
+            if refused is None or (profile in C.REFUSES_ALONE) == refused]
+
+
+@pytest.mark.parametrize(("layout", "profile"), _alone_params())
+def test_profile_alone(cycles, layout, profile):
+    o = cycles(layout, profile)
+    if profile in C.REFUSES_ALONE:
+        # Refused with the finding that names what it needs; nothing written, nothing left behind.
+        assert o.plan_rc == 1, o.plan_out
+        assert re.search(C.REFUSES_ALONE[profile], o.plan_out), o.plan_out
         assert "Traceback" not in o.plan_out
         assert not o.labelled and not o.restored, (o.labelled, o.restored)
         return
-    assert o.plan_rc == 2, o.plan_out
+    assert o.plan_rc == (0 if (profile, layout.id) in C.UNCHANGED else 2), o.plan_out
     assert o.apply_rc == 0, o.apply_out
-    assert not L.broken(o.needs_before, o.needs_after)
+    assert o.needs_before, "no need was checked: the layout's components were not found"
+    assert not L.broken(o.needs_before, o.needs_after), L.broken(o.needs_before, o.needs_after)
     assert o.replan_rc == 0, o.replan_out
     assert o.destroy_rc == 0, o.destroy_out
     assert not o.restored, o.restored
+
+
+@pytest.mark.parametrize(("layout", "profile"), _alone_params(refused=False))
+def test_profile_claim_alone(cycles, layout, profile):
+    o = cycles(layout, profile)
+    assert o.apply_rc == 0, o.plan_out + o.apply_out
+    assert o.claims_after, "no claim was checked"
+    assert not [k for k, v in o.claims_after.items() if not v], o.claims_after
+    if (profile, layout.id) not in C.HELD_BEFORE:  # else the install met it already: said why there
+        assert not all(o.claims_before.values()), ("every claim held before the profile was applied: "
+                                                   f"the check cannot tell it did anything {o.claims_before}")
 
 
 # -- bad input -------------------------------------------------------------------------------------

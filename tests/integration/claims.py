@@ -289,6 +289,18 @@ def argocd_config_management(ctx: Ctx) -> dict[str, bool]:
     return {f"{t} is disabled": cm.get(f"{t}.enable") == "false" for t in off}
 
 
+def _filter(entry: dict) -> tuple[frozenset[str], ...]:
+    # argoproj/argo-cd util/settings/filtered_resource.go FilteredResource: apiGroups, kinds,
+    # clusters; an omitted field matches everything, so absent and empty compare equal here.
+    return tuple(frozenset(entry.get(k) or ()) for k in ("apiGroups", "kinds", "clusters"))
+
+
+def argocd_resource_exclusions(ctx: Ctx) -> dict[str, bool]:
+    # util/settings/settings.go reads `resource.exclusions` of argocd-cm as a YAML list.
+    present = {_filter(e) for e in yaml.safe_load(ctx.config_map("argocd-cm").get("resource.exclusions") or "[]") or []}
+    return {f"{'/'.join(sorted(_filter(e)[1]))} excluded": _filter(e) in present for e in ctx.param("exclusions")}
+
+
 CLAIMS: dict[str, Claim] = {
     "read-only-server": read_only_server,
     "namespace-isolation": namespace_isolation,
@@ -309,6 +321,7 @@ CLAIMS: dict[str, Claim] = {
     "argocd-admin-disabled": argocd_admin_disabled,
     "argocd-rbac-default": argocd_rbac_default,
     "argocd-config-management": argocd_config_management,
+    "argocd-resource-exclusions": argocd_resource_exclusions,
 }
 
 # Claims an install already meets before the profile (the profile then pins them, and a later

@@ -16,7 +16,7 @@ from .errors import Diagnostic, Diagnostics, HardenError, InputError
 from .graph import Install, find_installs, select_install, shared_roles
 from .impact import needs
 from .load import Selection, builtin_profile_names, load_profile, select, stack_name
-from .model import ChangeKind, Detected, Finding, Plan, Severity
+from .model import Action, Change, ChangeKind, Detected, Finding, Plan, Severity
 from .needs import component_specs
 from .observe import ClusterSource, Live, SnapshotSource
 from .plan import detect, kinds_needed, make_plan, predict
@@ -213,7 +213,7 @@ def build_plan(req: Request, *, destroy: bool = False, with_impact: bool = True,
         plan = make_plan(rendered, live, state, selection.stack, selection=selection.description, profile_files=files,
                          created_at=_now(), keys=keys)
     refuse_shared_roles(plan, selection, chosen, installs, live)
-    findings: list[Finding] = []
+    findings: list[Finding] = missing_namespaces(plan, live)
     after = predict(live, plan, keys)
     if not destroy:
         # Checks and expectations speak of the state the plan promises: the cluster after apply.
@@ -278,6 +278,35 @@ def refuse_shared_roles(plan: Plan, selection: Selection, chosen: dict[str, Inst
                     hint="give the install a role of its own (as its upstream manifests do), then plan again"))
     if problems:
         raise Diagnostics(problems)
+
+
+def missing_namespaces(plan: Plan, live: Live) -> list[Finding]:
+    """An object is created only in a namespace that exists (or that the plan creates first): the
+    API server would refuse it mid-apply, after the writes before it had landed. harden does not
+    create the namespaces a stack names; whoever owns them does. Against a cluster the plan is
+    refused; a snapshot may just not hold the namespace, so there it is a warning."""
+    present = {o["metadata"]["name"] for o in live.of_kind("Namespace")}
+    present |= {c.key.name for c in plan.actionable if c.key.kind == "Namespace" and c.action is Action.CREATE}
+    missing: dict[str, list[Change]] = {}
+    for c in plan.actionable:
+        if c.action is Action.CREATE and c.key.namespace and c.key.namespace not in present:
+            missing.setdefault(c.key.namespace, []).append(c)
+    problems = []
+    for ns, cs in sorted(missing.items()):
+        what = (f"{len(cs)} object(s) there ({', '.join(c.key.display() for c in cs[:3])}"
+                f"{', ...' if len(cs) > 3 else ''}) for {', '.join(sorted({p for c in cs for p in c.profiles}))}")
+        problems.append((ns, cs[0], what))
+    if live.source.get("kind") == "snapshot":
+        return [Finding(c.profiles[0], f"namespace-{ns}", False, Severity.WARNING,
+                        f"namespace {ns!r} is not in the snapshot; the plan creates {what}: apply fails unless it "
+                        "exists", source=c.source.file, line=c.source.line) for ns, c, what in problems]
+    if problems:
+        raise Diagnostics([Diagnostic(f"namespace {ns!r} does not exist; the plan would create {what}",
+                                      file=c.source.file, line=c.source.line,
+                                      hint=f"create it first (kubectl create namespace {ns}), or remove it from "
+                                           "the parameter that names it")
+                           for ns, c, what in problems])
+    return []
 
 
 def install_report(install: Install, selected: bool) -> dict:

@@ -93,8 +93,17 @@ class Ctx:
             raise
 
 
-def _sa_user(ctx: Ctx, name: str) -> str:
-    return f"system:serviceaccount:{ctx.inst.namespace}:{name}"
+def _sa_user(ctx: Ctx, name: str, namespace: str | None = None) -> str:
+    return f"system:serviceaccount:{namespace or ctx.inst.namespace}:{name}"
+
+
+def _workflow_namespaces(ctx: Ctx) -> list[str]:
+    """Where workflows run: the profile's `workflowNamespaces`, or the install's namespace."""
+    return list(ctx.param("workflowNamespaces") or []) or [ctx.inst.namespace]
+
+
+def _in(ns: str, claim: str) -> str:
+    return f"{claim} (in {ns})"
 
 
 Claim = Callable[[Ctx], dict[str, bool]]
@@ -112,13 +121,16 @@ def read_only_server(ctx: Ctx) -> dict[str, bool]:
 
 
 def namespace_isolation(ctx: Ctx) -> dict[str, bool]:
-    controller, workflow = ctx.pod("workflow-controller"), ctx.pod("workflow-pod")
-    return {"another namespace cannot reach workflow pods": not ctx.reach(OUTSIDER, workflow, 8080),
-            "another namespace cannot reach the controller's metrics": not ctx.reach(OUTSIDER, controller, 9090),
-            "workflow pods cannot reach another namespace": not ctx.reach(workflow, OUTSIDER, 8080),
-            "workflow pods cannot reach the internet on 443": not ctx.reach(workflow, ELSEWHERE, 443),
-            "the controller cannot reach the internet on 443": not ctx.reach(controller, ELSEWHERE, 443),
-            "argo-server is reachable on 2746": ctx.reach(OUTSIDER, ctx.pod("argo-server"), 2746)}
+    controller, pod = ctx.pod("workflow-controller"), ctx.pod("workflow-pod")
+    out = {"another namespace cannot reach the controller's metrics": not ctx.reach(OUTSIDER, controller, 9090),
+           "the controller cannot reach the internet on 443": not ctx.reach(controller, ELSEWHERE, 443),
+           "argo-server is reachable on 2746": ctx.reach(OUTSIDER, ctx.pod("argo-server"), 2746)}
+    for ns in _workflow_namespaces(ctx):
+        workflow = netpol.PodEndpoint(ns, pod.labels)
+        out |= {_in(ns, "another namespace cannot reach workflow pods"): not ctx.reach(OUTSIDER, workflow, 8080),
+                _in(ns, "workflow pods cannot reach another namespace"): not ctx.reach(workflow, OUTSIDER, 8080),
+                _in(ns, "workflow pods cannot reach the internet on 443"): not ctx.reach(workflow, ELSEWHERE, 443)}
+    return out
 
 
 def metrics_ingress(ctx: Ctx) -> dict[str, bool]:
@@ -165,17 +177,22 @@ def workflow_pod_defaults(ctx: Ctx) -> dict[str, bool]:
             "workflow pods run as non-root": (ctx.inst.workflow_defaults.get("securityContext") or {})
             .get("runAsNonRoot") is True,
             "the executor has its own service account": executor == ctx.param("executorServiceAccount"),
-            "the executor's token Secret exists": L.object_exists(ctx.api, "Secret", f"{executor}.service-account-token",
-                                                                   ctx.inst.namespace),
-            "the executor writes task results": ctx.can(_sa_user(ctx, executor), "create",
-                                                        "workflowtaskresults.argoproj.io")}
+            **{claim: holds for ns in _workflow_namespaces(ctx) for claim, holds in {
+                _in(ns, "the executor's token Secret exists"):
+                    L.object_exists(ctx.api, "Secret", f"{executor}.service-account-token", ns),
+                _in(ns, "the executor writes task results"):
+                    ctx.can(_sa_user(ctx, executor, ns), "create", "workflowtaskresults.argoproj.io", ns)}.items()}}
 
 
 def workflow_service_account(ctx: Ctx) -> dict[str, bool]:
     sa = ctx.inst.workflow_service_account
-    return {"workflows run as the dedicated service account": sa == ctx.param("workflowServiceAccount"),
-            "it writes task results": ctx.can(_sa_user(ctx, sa), "create", "workflowtaskresults.argoproj.io"),
-            "it cannot read Secrets": not ctx.can(_sa_user(ctx, sa), "get", "secrets")}
+    out = {"workflows run as the dedicated service account": sa == ctx.param("workflowServiceAccount")}
+    for ns in _workflow_namespaces(ctx):
+        user = _sa_user(ctx, sa, ns)
+        out |= {_in(ns, "it exists"): L.object_exists(ctx.api, "ServiceAccount", sa, ns),
+                _in(ns, "it writes task results"): ctx.can(user, "create", "workflowtaskresults.argoproj.io", ns),
+                _in(ns, "it cannot read Secrets"): not ctx.can(user, "get", "secrets", ns)}
+    return out
 
 
 def workflow_restrictions(ctx: Ctx) -> dict[str, bool]:

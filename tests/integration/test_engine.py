@@ -214,3 +214,21 @@ def test_destroy_leaves_nothing_labelled_and_restores_roles(kube, applied):
     assert not any(m.manager == "harden-it-argo" and m.fields_v1 and "f:rules" in m.fields_v1 for m in role.metadata.managed_fields)
     state = json.loads((applied.state / "it-argo.json").read_text())
     assert state["records"] == {}
+
+
+def test_a_namespace_that_does_not_exist_is_refused_before_anything_is_written(kube, pristine):
+    # namespace-isolation's `workflowNamespaces` names a namespace nobody created: the API server
+    # would refuse its objects in the middle of apply, after the others had landed.
+    stack = yaml.safe_load(pristine.stack.read_text())
+    stack["profiles"][1]["with"] = {"workflowNamespaces": [NS, "it-no-such-namespace"]}
+    bad = pristine.dir / "bad-stack.yaml"
+    bad.write_text(yaml.safe_dump(stack))
+    for command in (("plan",), ("apply", "--auto-approve")):
+        r = pristine.run(kube, *command, stack=bad)
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert "namespace 'it-no-such-namespace' does not exist" in r.stderr
+        assert "kubectl create namespace it-no-such-namespace" in r.stderr
+        assert "profiles/namespace-isolation.yaml:" in r.stderr  # the object's line in the profile
+        assert "Traceback" not in r.stderr
+    assert "harden-default-deny" not in _network_policies(kube)  # nothing was applied
+    assert not pristine.state.exists() or not list(pristine.state.glob("*.json"))

@@ -59,7 +59,8 @@ class Layout:
     extra_namespaces: tuple[str, ...] = ()
 
 
-QUICK_START = Layout("quick-start", "argo-workflows", "argo", True, L.STACKS / "quick-start.yaml")
+QUICK_START = Layout("quick-start", "argo-workflows", "argo", True, L.STACKS / "quick-start.yaml",
+                     extra_namespaces=("lay-wf-team",))  # the stack's second workflowNamespaces entry
 NAMESPACED = Layout("namespace-install", "argo-workflows", "lay-wfns", False, L.STACKS / "namespace-install.yaml")
 HELM = Layout("helm", "argo-workflows", "wfhelm", True, L.STACKS / "helm.yaml", release="wf")
 APP_NAMESPACES = ("lay-guestbook", "lay-team-a")  # the Argo CD stacks' `namespaces`
@@ -211,6 +212,9 @@ def workflows(kube, api_slice):
     kube.apply_manifests(require_fixture("argo-workflows/quick-start-postgres.yaml"), QUICK_START.namespace)
     kube.apply_manifests(require_fixture("argo-workflows/namespace-install.yaml"), NAMESPACED.namespace)
     kube.apply_manifests(require_fixture("layouts/argo-workflows-helm.yaml"), HELM.namespace)
+    for layout in WF_LAYOUTS:  # workflow namespaces of a stack exist before harden runs
+        for ns in layout.extra_namespaces:
+            _ensure_namespace(kube, ns)
     yield
 
 

@@ -613,3 +613,14 @@ def test_the_example_stack_on_the_ha_layout(tmp_path):
     for name in ("argocd-server", "argocd-repo-server"):
         c = changes(p).get(key("Deployment", name))
         assert c is None or not any("harden.dev/tls" in f.path for f in c.fields), name
+
+
+def test_a_namespace_missing_from_the_snapshot_is_a_warning_naming_it(tmp_path):
+    # examples/snapshot-argocd holds guestbook and team-a, not `apps`: the snapshot may just not
+    # hold it, so the plan warns (against a cluster it refuses: tests/integration/test_engine.py).
+    p = plan_for(tmp_path, stack=None, profiles=("argocd-controller-namespaces",), sets=("namespaces=[apps, guestbook]",))
+    f = {x.id: x for x in p.plan.findings}
+    assert not f["namespace-apps"].passed and f["namespace-apps"].severity is Severity.WARNING
+    assert "namespace 'apps' is not in the snapshot" in f["namespace-apps"].message
+    assert "Role.rbac.authorization.k8s.io apps/harden-argocd-application-controller" in f["namespace-apps"].message
+    assert "namespace-guestbook" not in f

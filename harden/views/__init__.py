@@ -9,7 +9,6 @@ it; the others refuse with an `InputError` naming the formats that do, and a com
 
 from __future__ import annotations
 
-import enum
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..errors import Diagnostic, InputError
 from ..model import Action, Change, ChangeKind, Plan
+from ..output import Output
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -25,15 +25,6 @@ if TYPE_CHECKING:
     from ..impact import netpol, rbac
     from ..model import Record, State
     from ..review import Review
-
-
-class Output(str, enum.Enum):
-    """The values of `-o/--output`; typer refuses anything else with a usage error (exit 2)."""
-
-    TEXT = "text"
-    JSON = "json"
-    MARKDOWN = "markdown"
-    SARIF = "sarif"
 
 
 class View:

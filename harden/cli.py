@@ -11,15 +11,22 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
 
-from . import __version__, commands, views
-from .engine import Request, stack_settings
-from .errors import HardenError
-from .views import Output
+from . import __version__
+from .output import Output
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from .engine import Request
+
+# Start-up (issue 10): a command imports what it needs when it runs, so `harden version` and
+# `--help` load neither the engine (jsonschema, the impact analysis), the Kubernetes client,
+# DeepDiff nor rich. Hence the imports inside the functions below; tests/unit/test_startup.py
+# checks which modules a start loads.
 
 # 128 + SIGINT: what shells report for a command stopped by Ctrl-C, so scripts can tell it from a failure.
 EXIT_INTERRUPTED = 130
@@ -32,6 +39,8 @@ app.add_typer(state_app, name="state")
 
 
 def _consoles() -> tuple[Console, Console]:
+    from rich.console import Console
+
     no_color = bool(os.environ.get("NO_COLOR"))
     # soft_wrap: long lines (paths, error messages) are never broken mid-token, so logs stay greppable.
     return (Console(no_color=no_color, highlight=False, soft_wrap=True),
@@ -68,6 +77,8 @@ PlanOpt = typer.Option(None, "--plan", help="Evaluate on the state this saved pl
 def _request(profile: list[str], file: str | None, set_: list[str], kubeconfig: str | None,
              context: str | list[str] | None, snapshot: str | None, snapshot_namespace: str, state_dir: str | None,
              timeout: str = "60s", state: str | None = None, lock_duration: str = "30s") -> Request:
+    from .engine import Request
+
     contexts = [context] if isinstance(context, str) else list(context or [])
     return Request(tuple(profile), file, tuple(set_), kubeconfig, contexts[0] if len(contexts) == 1 else None,
                    snapshot, snapshot_namespace, os.environ.get("HARDEN_STATE_DIR", "state"), timeout,
@@ -78,6 +89,9 @@ def _request(profile: list[str], file: str | None, set_: list[str], kubeconfig: 
 
 def _run(fn: Callable[..., int], *args: Any, output: Output = Output.TEXT, **kwargs: Any) -> None:
     """Run a command with the view for `output`; the one place failures become exit codes."""
+    from . import views
+    from .errors import HardenError
+
     out, err = _consoles()
     view = views.make(output, out, err)
     try:
@@ -104,9 +118,11 @@ def plan(profile: list[str] = ProfileOpt, file: str | None = StackOpt, set_: lis
          detailed_exitcode: bool = typer.Option(False, "--detailed-exitcode", help="Exit 2 when there are changes."),
          max_comment_size: int = MaxCommentOpt, output: Output = OutputOpt) -> None:
     """Show what would change, field by field, and what it does to security."""
+    from .commands import plan_cmd
+
     req = _request(profile, file, set_, kubeconfig, context, snapshot, snapshot_namespace, state_dir, request_timeout,
                    state)
-    _run(commands.plan_cmd, req, out_file=out_file, detailed_exitcode=detailed_exitcode,
+    _run(plan_cmd, req, out_file=out_file, detailed_exitcode=detailed_exitcode,
          max_comment_size=max_comment_size, output=output)
 
 
@@ -120,8 +136,10 @@ def review(base: str = typer.Option(..., "--base", help="The revision to compare
            max_comment_size: int = MaxCommentOpt, output: Output = OutputOpt) -> None:
     """What a change to the profiles does: plan two git revisions against one target and compare
     permissions, flows, component needs and objects. Exit 0 same posture, 2 changed, 1 error."""
+    from .commands import review_cmd
+
     req = _request(profile, file, set_, kubeconfig, context, snapshot, snapshot_namespace, state_dir, request_timeout)
-    _run(commands.review_cmd, req, base=base, head=head, max_comment_size=max_comment_size, output=output)
+    _run(review_cmd, req, base=base, head=head, max_comment_size=max_comment_size, output=output)
 
 
 @app.command()
@@ -134,9 +152,11 @@ def apply(plan_file: str | None = typer.Argument(None, help="A plan saved with `
           parallelism: int = typer.Option(8, "--parallelism", min=1, max=64, help="Concurrent writes."),
           output: Output = ResultOutputOpt) -> None:
     """Apply the changes (a saved plan exactly, or a fresh plan after confirmation)."""
+    from .commands import apply_cmd
+
     req = _request(profile, file, set_, kubeconfig, context, None, "default", state_dir, request_timeout,
                    state, lock_duration)
-    _run(commands.apply_cmd, req, plan_file=plan_file, auto_approve=auto_approve, lock_timeout=lock_timeout,
+    _run(apply_cmd, req, plan_file=plan_file, auto_approve=auto_approve, lock_timeout=lock_timeout,
          parallelism=parallelism, output=output)
 
 
@@ -148,9 +168,11 @@ def destroy(profile: list[str] = ProfileOpt, file: str | None = StackOpt, set_: 
             lock_timeout: str = typer.Option("0s", "--lock-timeout", help="How long to wait for the state lock."),
             output: Output = ResultOutputOpt) -> None:
     """Delete what harden created and hand back the fields it set (all of the stack, or the selected profiles)."""
+    from .commands import apply_cmd
+
     req = _request(profile, file, set_, kubeconfig, context, None, "default", state_dir, request_timeout,
                    state, lock_duration)
-    _run(commands.apply_cmd, req, plan_file=None, auto_approve=auto_approve, lock_timeout=lock_timeout, destroy=True,
+    _run(apply_cmd, req, plan_file=None, auto_approve=auto_approve, lock_timeout=lock_timeout, destroy=True,
          output=output)
 
 
@@ -158,7 +180,9 @@ def destroy(profile: list[str] = ProfileOpt, file: str | None = StackOpt, set_: 
 def show(plan_file: str = typer.Argument(..., help="A plan saved with `harden plan --out`."),
          output: Output = OutputOpt) -> None:
     """Show a saved plan."""
-    _run(commands.show_cmd, plan_file, output=output)
+    from .commands import show_cmd
+
+    _run(show_cmd, plan_file, output=output)
 
 
 PathsArg = typer.Argument(None, help="Profile or stack files or directories (default: built-ins).")
@@ -167,13 +191,17 @@ PathsArg = typer.Argument(None, help="Profile or stack files or directories (def
 @app.command()
 def validate(paths: list[str] = PathsArg) -> None:
     """Check profile and stack files without touching a cluster."""
-    _run(commands.validate_cmd, list(paths or []))
+    from .commands import validate_cmd
+
+    _run(validate_cmd, list(paths or []))
 
 
 @app.command()
 def profiles(output: Output = ResultOutputOpt) -> None:
     """List the built-in profiles."""
-    _run(commands.profiles_cmd, output=output)
+    from .commands import profiles_cmd
+
+    _run(profiles_cmd, output=output)
 
 
 StateStackOpt = typer.Option(None, "--stack", help="The stack (default: the stack file's name, else `default`).")
@@ -184,10 +212,15 @@ def _state_request(file: str | None, stack: str | None, state_dir: str | None, s
                    kubeconfig: str | None, context: str | None, lock_duration: str = "30s") -> tuple[Request, str]:
     """The request and stack name for a state command. The key of one cluster's state in a
     multi-cluster stack is `<stack>@<context>`."""
-    name = stack or (commands.stack_name(file) if file else "default")
+    from dataclasses import replace
+
+    from .commands import stack_name
+    from .engine import stack_settings
+
+    name = stack or (stack_name(file) if file else "default")
     req = _request([], file, [], kubeconfig, context, None, "default", state_dir, "60s", state, lock_duration)
     if context and file and stack_settings(file).get("clusters"):
-        req = commands.replace(req, state_key=f"{name}@{context}")
+        req = replace(req, state_key=f"{name}@{context}")
     return req, name
 
 
@@ -196,8 +229,10 @@ def state_list(stack: str | None = StateStackOpt, file: str | None = StackOpt, s
                state: str | None = StateURLOpt, kubeconfig: str | None = KubeconfigOpt,
                context: str | None = StateKeyOpt) -> None:
     """List the objects and patches harden manages."""
+    from .commands import state_list_cmd
+
     req, name = _state_request(file, stack, state_dir, state, kubeconfig, context)
-    _run(commands.state_list_cmd, req, name)
+    _run(state_list_cmd, req, name)
 
 
 @state_app.command("show")
@@ -205,8 +240,10 @@ def state_show(key: str, stack: str | None = StateStackOpt, file: str | None = S
                state_dir: str | None = StateOpt, state: str | None = StateURLOpt,
                kubeconfig: str | None = KubeconfigOpt, context: str | None = StateKeyOpt) -> None:
     """Show one state record."""
+    from .commands import state_show_cmd
+
     req, name = _state_request(file, stack, state_dir, state, kubeconfig, context)
-    _run(commands.state_show_cmd, req, name, key)
+    _run(state_show_cmd, req, name, key)
 
 
 @state_app.command("pull")
@@ -214,8 +251,10 @@ def state_pull(stack: str | None = StateStackOpt, file: str | None = StackOpt, s
                state: str | None = StateURLOpt, kubeconfig: str | None = KubeconfigOpt,
                context: str | None = StateKeyOpt) -> None:
     """Print the stack's state as JSON (any journal folded in)."""
+    from .commands import state_pull_cmd
+
     req, name = _state_request(file, stack, state_dir, state, kubeconfig, context)
-    _run(commands.state_pull_cmd, req, name)
+    _run(state_pull_cmd, req, name)
 
 
 @state_app.command("push")
@@ -226,8 +265,10 @@ def state_push(path: str = typer.Argument(..., help="A state file, e.g. from `ha
                force: bool = typer.Option(False, "--force", help="Overwrite a state of another lineage or a newer serial."),
                lock_timeout: str = typer.Option("0s", "--lock-timeout", help="How long to wait for the state lock.")) -> None:
     """Replace the stack's state with a file's (refused across lineages unless --force)."""
+    from .commands import state_push_cmd
+
     req, name = _state_request(file, stack, state_dir, state, kubeconfig, context)
-    _run(commands.state_push_cmd, req, name, path, force=force, lock_timeout=lock_timeout)
+    _run(state_push_cmd, req, name, path, force=force, lock_timeout=lock_timeout)
 
 
 @state_app.command("migrate")
@@ -238,8 +279,10 @@ def state_migrate(to: str = typer.Option(..., "--to", help="The backend to copy 
                   force: bool = typer.Option(False, "--force", help="Overwrite a state of another lineage there."),
                   lock_timeout: str = typer.Option("0s", "--lock-timeout", help="How long to wait for each lock.")) -> None:
     """Copy the stack's state from its backend (--state) to another (--to); the old copy is kept."""
+    from .commands import state_migrate_cmd
+
     req, name = _state_request(file, stack, state_dir, state, kubeconfig, context)
-    _run(commands.state_migrate_cmd, req, name, to, force=force, lock_timeout=lock_timeout)
+    _run(state_migrate_cmd, req, name, to, force=force, lock_timeout=lock_timeout)
 
 
 @app.command("force-unlock")
@@ -248,8 +291,10 @@ def force_unlock(lock_id: str = typer.Argument(..., help="The lock ID the lock-h
                  state_dir: str | None = StateOpt, state: str | None = StateURLOpt,
                  kubeconfig: str | None = KubeconfigOpt, context: str | None = StateKeyOpt) -> None:
     """Release a state lock whose holder is gone (only with the ID of the lock held now)."""
+    from .commands import force_unlock_cmd
+
     req, name = _state_request(file, stack, state_dir, state, kubeconfig, context)
-    _run(commands.force_unlock_cmd, req, name, lock_id)
+    _run(force_unlock_cmd, req, name, lock_id)
 
 
 @app.command()
@@ -261,7 +306,9 @@ def reach(src: str = typer.Option(..., "--from", help="NS/KEY=VAL[,KEY=VAL] (pod
           snapshot: str | None = SnapshotOpt, snapshot_namespace: str = SnapshotNsOpt,
           output: Output = ResultOutputOpt) -> None:
     """Is a network flow allowed by the NetworkPolicies, and which policies decide it?"""
-    _run(commands.reach_cmd, _request([], None, [], kubeconfig, context, snapshot, snapshot_namespace, None),
+    from .commands import reach_cmd
+
+    _run(reach_cmd, _request([], None, [], kubeconfig, context, snapshot, snapshot_namespace, None),
          src=src, dst=dst, port=port, plan_file=plan_file, output=output)
 
 
@@ -275,7 +322,9 @@ def can_i(verb: str = typer.Argument(..., help="get, list, create, ..."),
           snapshot: str | None = SnapshotOpt, snapshot_namespace: str = SnapshotNsOpt,
           output: Output = ResultOutputOpt) -> None:
     """Like `kubectl auth can-i`, from RBAC objects, with the bindings and rules that grant it."""
-    _run(commands.can_i_cmd, _request([], None, [], kubeconfig, context, snapshot, snapshot_namespace, None),
+    from .commands import can_i_cmd
+
+    _run(can_i_cmd, _request([], None, [], kubeconfig, context, snapshot, snapshot_namespace, None),
          verb=verb, resource=resource, subject=subject, namespace=namespace, plan_file=plan_file, output=output)
 
 

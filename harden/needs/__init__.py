@@ -30,7 +30,9 @@ def component_specs() -> tuple[ComponentSpec, ...]:
     out: list[ComponentSpec] = []
     for entry in sorted(resources.files(__package__).iterdir(), key=lambda p: p.name):
         if entry.name.endswith(".yaml"):
-            data = yaml.safe_load(entry.read_text(encoding="utf-8"))
+            # libyaml's safe loader where PyYAML has it: the same data from these shipped files, 10x
+            # faster (40 ms less in every plan process, issue 10); the pure-Python one otherwise.
+            data = yaml.load(entry.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
             out += [_spec(data["product"], c) for c in data.get("components") or []]
     return tuple(out)
 

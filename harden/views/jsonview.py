@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import Diagnostic
 from ..model import Change, Plan
-from . import Output, View
+from . import Output, View, write_document
 
 if TYPE_CHECKING:
     from ..apply import Result
@@ -27,7 +27,8 @@ class JsonView(View):
     output = Output.JSON
 
     def _emit(self, data: Any) -> None:
-        self.out.print_json(json.dumps(data))
+        # As rich's print_json formats it: indent 2, non-ASCII characters kept.
+        write_document(self.out, json.dumps(data, indent=2, ensure_ascii=False))
 
     def plan(self, plan: Plan, profile_files: dict[str, str]) -> None:
         self._emit(plan.to_dict())
@@ -56,4 +57,5 @@ class JsonView(View):
         self._emit(decision.to_dict())
 
     def diagnostics(self, diagnostics: list[Diagnostic]) -> None:
-        self.err.print_json(json.dumps({"diagnostics": [d.to_dict() for d in diagnostics]}))
+        write_document(self.err, json.dumps({"diagnostics": [d.to_dict() for d in diagnostics]}, indent=2,
+                                            ensure_ascii=False))

@@ -23,7 +23,7 @@ from .. import __version__
 from ..impact.netpol import FlowDirection
 from ..impact.rbac import ChangeDirection
 from ..model import Change, Plan, SourceRef
-from . import Output, View
+from . import Output, View, write_document
 
 if TYPE_CHECKING:
     from ..review import Review
@@ -207,8 +207,8 @@ class SarifView(View):
     output = Output.SARIF
 
     def plan(self, plan: Plan, profile_files: dict[str, str]) -> None:
-        self.out.print_json(json.dumps(render(plan, profile_files)))
+        write_document(self.out, json.dumps(render(plan, profile_files), indent=2, ensure_ascii=False))
 
     def review(self, review: Review) -> None:
-        self.out.print_json(json.dumps(render_review(review)))
+        write_document(self.out, json.dumps(render_review(review), indent=2, ensure_ascii=False))
 

@@ -1,9 +1,10 @@
 """A soak of randomized, fault-injected applies and destroys (issue 9's "200 runs").
 
 One stack of a few hundred objects on the quick-start Argo Workflows install: the examples stack,
-with namespace-isolation and artifact-egress also covering N workflow namespaces (4 NetworkPolicies
-each), and the install's own objects patched (argo-server's ClusterRole and Deployment, the
-controller ConfigMap), so destroy has restore points to hand back. State lives in the cluster
+with the profiles that take `workflowNamespaces` also covering N workflow namespaces (14 objects
+each: NetworkPolicies, a service account, its token Secret, Roles and bindings; 20 namespaces make
+311 objects), and the install's own objects patched (argo-server's two ClusterRoles and its
+Deployment, the controller ConfigMap), so destroy has restore points to hand back. State lives in the cluster
 (`kubernetes://`) unless `--backend file`, so state writes, journal batches and the Lease go
 through the faults too.
 
@@ -23,7 +24,7 @@ also stall one write (a half-open connection), which `--request-timeout` must en
 Which request meets which fault depends on thread timing, so the seed fixes the sequence of
 operations and fault mixes, not every fault's request.
 
-    python tests/integration/soak.py --runs 200 --seed 9 [--namespaces 80] [--kubeconfig ADMIN]
+    python tests/integration/soak.py --runs 200 --seed 9 [--namespaces 20] [--kubeconfig ADMIN]
 
 Without `--kubeconfig` it starts the test cluster of `tests/kube/` for the run. It prints one
 line per run and the counts as JSON at the end; exit 1 if any run failed its checks.
@@ -81,7 +82,7 @@ CREATED_KINDS = (("networking.k8s.io/v1", "NetworkPolicy"), ("v1", "ServiceAccou
 class Config:
     runs: int = 200
     seed: int = 9
-    namespaces: int = 80          # workflow namespaces: 4 NetworkPolicies each
+    namespaces: int = 20          # workflow namespaces: 14 objects each
     backend: str = "kubernetes"   # or "file"
     max_rate: float = 0.15        # a run's total fault probability per request is drawn in [0.02, max_rate]
     stall_chance: float = 0.15    # share of runs in which one write stalls

@@ -164,10 +164,7 @@ class Soak:
     # -- one harden process ----------------------------------------------------------------------
     def harden(self, *args: str, kubeconfig: str | None = None) -> subprocess.CompletedProcess | None:
         """Run harden; None if it had to be killed (a hang)."""
-        if self.cfg.backend == "kubernetes":
-            state = f"kubernetes://{self.state_ns}"
-        else:
-            state = f"file://{self.dir / 'state'}"
+        state = f"kubernetes://{self.state_ns}" if self.cfg.backend == "kubernetes" else f"file://{self.dir / 'state'}"
         cmd = harden_cmd(*args, "-f", str(self.stack_file), "--state", state,
                          "--kubeconfig", kubeconfig or self.kube.kubeconfig)
         try:

@@ -107,6 +107,7 @@ class Counts:
     stalls: int = 0
     faults: dict[str, int] = field(default_factory=dict)
     objects: int = 0              # records in state after a converged apply
+    longest_run_seconds: float = 0.0  # the slowest fault-injected run, start to exit
     wall_seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
 
@@ -280,6 +281,7 @@ class Soak:
         t0 = time.monotonic()
         r = self.write(op, faulty=True)
         took = time.monotonic() - t0
+        c.longest_run_seconds = max(c.longest_run_seconds, round(took, 1))
         injected = dict(self.proxy.injected)
         if self.proxy.first_stall is not None:
             injected["stall"] = 1

@@ -123,6 +123,7 @@ class Soak:
         self.patches: list[dict] = []    # the fields the stack patches on the install's objects
         self.originals: dict | None = None
         self.state_ns = f"harden-soak-{uuid.uuid4().hex[:8]}"
+        self.namespaces: list[str] = []  # the workflow namespaces
         self.applied = False  # what the last converged run left: applied (True) or destroyed
 
     # -- setup -----------------------------------------------------------------------------------
@@ -131,7 +132,7 @@ class Soak:
         self.dir.mkdir(parents=True, exist_ok=True)
         kube.apply_manifests(require_fixture("argo-workflows/crds.yaml"))
         kube.apply_manifests(require_fixture("argo-workflows/quick-start-postgres.yaml"), NS)
-        wanted = [f"{WF_PREFIX}{i:03d}" for i in range(self.cfg.namespaces)]
+        wanted = self.namespaces = [f"{WF_PREFIX}{i:03d}" for i in range(self.cfg.namespaces)]
         for name in [self.state_ns, *wanted]:
             try:
                 kube.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
@@ -160,7 +161,8 @@ class Soak:
     def close(self) -> None:
         if self.proxy is not None:
             self.proxy.stop()
-        self.kube.delete_namespace(self.state_ns)
+        for name in [self.state_ns, *self.namespaces]:  # deletion started, not awaited
+            self.kube.delete_namespace(name)
 
     # -- one harden process ----------------------------------------------------------------------
     def harden(self, *args: str, kubeconfig: str | None = None) -> subprocess.CompletedProcess | None:

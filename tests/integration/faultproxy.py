@@ -8,6 +8,8 @@ admin identity, over a TLS connection of its own) or injects a fault chosen by a
     reset_after    request forwarded, the answer dropped with a reset (it happened, unseen)
     throttle       429 with Retry-After: 1, as the API server's max-in-flight filter answers
     error500 / error503
+    conflict       409 Conflict to a write, not forwarded (nothing happened): what the API server
+                   answers when the object moved on since its resourceVersion was read
     latency        a delay of up to 0.3 s, then forwarded
 
 `stall` rules hold a request without an answer (a half-open connection, from the client's side)
@@ -40,7 +42,8 @@ from pathlib import Path
 
 import yaml
 
-FAULTS = ("reset_before", "reset_after", "throttle", "error500", "error503", "latency")
+# New faults go at the end, so an existing seed draws the same faults as before.
+FAULTS = ("reset_before", "reset_after", "throttle", "error500", "error503", "latency", "conflict")
 MAX_HEADER = 64 * 1024
 
 
@@ -161,6 +164,8 @@ class FaultProxy:
                 return None
             for fault in FAULTS:
                 p = self.rates.get(fault, 0.0)
+                if fault == "conflict" and not seen.write:
+                    continue  # a read is never refused with 409
                 if roll < p:
                     self._per_request[ident] = self._per_request.get(ident, 0) + 1
                     return self._count(fault)
@@ -195,8 +200,8 @@ class FaultProxy:
                     return _reset(conn)
                 if fault == "reset_before":
                     return _reset(conn)
-                if fault in ("throttle", "error500", "error503"):
-                    code = {"throttle": 429, "error500": 500, "error503": 503}[fault]
+                if fault in ("throttle", "error500", "error503", "conflict"):
+                    code = {"throttle": 429, "error500": 500, "error503": 503, "conflict": 409}[fault]
                     conn.sendall(_status_response(code))
                     continue
                 if fault == "latency":
@@ -251,7 +256,9 @@ def _read_request(reader) -> tuple[str, str, list[tuple[str, str]], bytes] | Non
 def _status_response(code: int) -> bytes:
     # The API server's own shape for these answers: a metav1.Status (429 from the max-in-flight
     # filter carries Retry-After: 1, staging/src/k8s.io/apiserver/pkg/server/filters/maxinflight.go).
-    reason = {429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable"}[code]
+    # 409 as the registry's optimistic-concurrency check words it (apimachinery
+    # pkg/api/errors/errors.go, NewConflict: reason Conflict).
+    reason = {409: "Conflict", 429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable"}[code]
     body = json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason,
                        "message": f"injected by the test fault proxy ({code})"}).encode()
     head = [f"HTTP/1.1 {code} {http.client.responses[code]}", "Content-Type: application/json",

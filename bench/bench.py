@@ -17,9 +17,10 @@ namespaces (a profile with ten `forEach` objects over the namespaces), and measu
   - impact analysis: the plan with and without it (in-process medians), with --workloads
     Deployments in every namespace so the network and RBAC analysis have pods to reason about.
 
-Above --harden-apply-max objects, harden's apply is skipped (it is quadratic until state is written
-as a journal) and the objects are written by kubectl with `--field-manager harden` instead: the same
-bodies under the same manager, so the plan that follows is the same no-change plan.
+Above --harden-apply-max objects (default 10,000: all of them) harden's apply is skipped, to save
+time when only the plan is of interest, and the objects are written by kubectl with
+`--field-manager harden` instead: the same bodies under the same manager, so the plan that follows
+is the same no-change plan.
 
 It prints a Markdown table and the ratios; the README's performance section is that output. No test
 asserts a time.
@@ -127,7 +128,7 @@ def repeat(n: int, fn: Callable[[], float], between: Callable[[], None] | None =
 
 
 def bench_size(r: Runner, n: int, args: argparse.Namespace) -> dict:
-    nss = [f"bench-{i:04d}" for i in range(n // POLICIES_PER_NAMESPACE)]
+    nss = [f"bench-{n}-{i:04d}" for i in range(n // POLICIES_PER_NAMESPACE)]  # per size: the last size's may still be terminating
     d = r.work / f"n{n}"
     d.mkdir()
     pfile = d / "bench.yaml"

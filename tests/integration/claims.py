@@ -290,7 +290,9 @@ def argocd_controller_namespaces(ctx: Ctx) -> dict[str, bool]:
 
 
 def argocd_admin_disabled(ctx: Ctx) -> dict[str, bool]:
-    return {"admin is disabled": ctx.config_map("argocd-cm").get("admin.enabled") == "false"}
+    cm = ctx.config_map("argocd-cm")
+    return {"admin is disabled": cm.get("admin.enabled") == "false",
+            "the local account still logs in": "login" in str(cm.get("accounts.lay-ops", "")).split(",")}
 
 
 def argocd_rbac_default(ctx: Ctx) -> dict[str, bool]:
@@ -364,6 +366,17 @@ REFUSES_ALONE: dict[str, str] = {
     # The upstream install configures neither SSO nor a local account: disabling admin would lock
     # everyone out, and the profile's check says so.
     "argocd-admin-disabled": r"argocd-admin-disabled/someone-can-log-in.*no SSO",
+}
+
+
+# What an operator sets up before a profile can apply on the upstream install, which lacks it:
+# profile -> {ConfigMap in the install's namespace: {key: value}}. The layout test adds these keys
+# (under a field manager of its own) for that profile's "prepared" run, and takes them out after.
+# argocd-admin-disabled needs another way in: a local account with the login capability
+# (argoproj/argo-cd util/settings/accounts.go parseAccounts: `accounts.NAME` holds its
+# capabilities, "apiKey" and/or "login").
+PREPARED: dict[str, dict[str, dict[str, str]]] = {
+    "argocd-admin-disabled": {"argocd-cm": {"accounts.lay-ops": "login"}},
 }
 
 

@@ -33,6 +33,8 @@ objects) for the HA cycles and put back to install.yaml after them and at the en
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -298,22 +300,41 @@ def alone_stack(layout: Layout, profile: str, directory: Path) -> Path:
     return stack
 
 
+@contextmanager
+def _prepared(kube, layout: Layout, config_maps: dict[str, dict[str, str]]):
+    """The keys an operator would have set before the profile (claims.PREPARED), added with a field
+    manager of the test's own for the cycle, and removed after it (the cycle's own snapshot, taken
+    inside, is what destroy must restore)."""
+    def patch(values: Mapping[str, Mapping[str, str | None]]) -> None:
+        for name, data in values.items():  # a merge patch: a null value removes the key
+            kube.core.patch_namespaced_config_map(name, layout.namespace, {"data": data},
+                                                  field_manager="layouts-prepare")
+    patch(config_maps)
+    try:
+        yield
+    finally:
+        patch({name: dict.fromkeys(data) for name, data in config_maps.items()})
+
+
 @pytest.fixture(scope="module")
 def cycles(request, kube, tmp_path_factory):
     """Outcomes are computed on first use and kept: each layout's stack, and each profile alone on
     it, is applied once per module; the installs are set up once (per product, on first use)."""
     done: dict[tuple[str, str | None], Outcome] = {}
 
-    def get(layout: Layout, profile: str | None = None) -> Outcome:
-        key = (layout.id, profile)
+    def get(layout: Layout, profile: str | None = None, prepared: bool = False) -> Outcome:
+        key = (layout.id, profile, prepared)
         if key not in done:
             if layout.product == "argo-cd":
                 request.getfixturevalue("argocd").use(layout)
             else:
                 request.getfixturevalue("workflows")
-            d = tmp_path_factory.mktemp(f"{layout.id}-{profile or 'stack'}")
+            d = tmp_path_factory.mktemp(f"{layout.id}-{profile or 'stack'}{'-prepared' if prepared else ''}")
             if profile is None:
                 done[key] = cycle(kube, layout, layout.stack, d, OTHERS.get(layout.id, ()))
+            elif prepared:
+                with _prepared(kube, layout, C.PREPARED[profile]):
+                    done[key] = cycle(kube, layout, alone_stack(layout, profile, d), d / "state")
             else:
                 done[key] = cycle(kube, layout, alone_stack(layout, profile, d), d / "state")
         return done[key]
@@ -403,8 +424,25 @@ def _alone_params(refused: bool | None = None):
 
 @pytest.mark.parametrize(("layout", "profile"), _alone_params())
 def test_profile_alone(cycles, layout, profile):
-    o = cycles(layout, profile)
-    if profile in C.REFUSES_ALONE:
+    _applied_alone(cycles(layout, profile), layout, profile)
+
+
+PREPARED = [pytest.param(layout, profile, id=f"{layout.id}-{profile}") for layout, profile in ALONE
+            if profile in C.PREPARED]
+
+
+@pytest.mark.parametrize(("layout", "profile"), PREPARED)
+def test_profile_alone_once_prepared(cycles, layout, profile):
+    """A profile refused on the upstream install applies once the operator has done what it needs
+    (claims.PREPARED): the same checks as any other profile alone, and its claims hold."""
+    o = cycles(layout, profile, prepared=True)
+    _applied_alone(o, layout, profile, refused=False)
+    assert o.claims_after and all(o.claims_after.values()), o.claims_after
+    assert not all(o.claims_before.values()), o.claims_before
+
+
+def _applied_alone(o: Outcome, layout: Layout, profile: str, refused: bool | None = None) -> None:
+    if profile in C.REFUSES_ALONE if refused is None else refused:
         # Refused with the finding that names what it needs; nothing written, nothing left behind.
         assert o.plan_rc == 1, o.plan_out
         assert re.search(C.REFUSES_ALONE[profile], o.plan_out), o.plan_out

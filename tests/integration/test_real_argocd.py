@@ -334,11 +334,11 @@ def stack_file(path: Path, *, broken: bool = False) -> Path:
     return path
 
 
-def findings(*common: str) -> dict[str, dict]:
-    """The findings of argocd-controller-namespaces in a fresh plan, by id."""
+def findings(*common: str, profile: str = "argocd-controller-namespaces", rc: tuple[int, ...] = (0, 2)) -> dict[str, dict]:
+    """The findings of `profile` in a fresh plan, by id; the plan's exit code must be one of `rc`."""
     r = harden("plan", *common, "-o", "json")
-    assert r.returncode in (0, 2), r.stdout + r.stderr
-    return {f["id"]: f for f in json.loads(r.stdout)["findings"] if f["profile"] == "argocd-controller-namespaces"}
+    assert r.returncode in rc, r.stdout + r.stderr
+    return {f["id"]: f for f in json.loads(r.stdout)["findings"] if f["profile"] == profile}
 
 
 def can_i(kube, verb: str, resource: str, namespace: str, *extra: str) -> int:
@@ -429,9 +429,7 @@ def test_broken_profile_fails_the_sync(kube, install):
         assert can_i(kube, verb, resource, ALLOWED) == 1
         # Once the Application exists, harden sees what the real controller saw: the plan of this
         # variant fails, naming the Application and the request it is refused.
-        r = harden("plan", *common, "-o", "json")
-        assert r.returncode == 1, r.stdout + r.stderr
-        found = {f["id"]: f for f in json.loads(r.stdout)["findings"]}
+        found = findings(*common, profile="argocd-controller-namespaces-no-create", rc=(1,))
         assert not found["application-syncs"]["passed"]
         assert f"{NS}/real-broken-allowed (ConfigMap: create configmaps in {ALLOWED})" in found["application-syncs"]["message"]
     finally:

@@ -17,6 +17,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,15 +27,15 @@ REPO = Path(__file__).resolve().parents[1]
 def measure(argv: list[str]) -> tuple[float, float]:
     """Wall and CPU seconds of one process; its output is discarded."""
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
-    if code not in (0, 2):  # plan --detailed-exitcode is not used; 2 is never expected, but not a failure
-        err = proc.stderr.read().decode() if proc.stderr else ""
-        raise SystemExit(f"{' '.join(argv)} exited {code}:\n{err[-2000:]}")
-    if proc.stderr:
-        proc.stderr.close()
+    # stderr to a file, not a pipe: a pipe nobody reads until exit would block a chatty child
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        code = os.waitstatus_to_exitcode(status)
+        if code not in (0, 2):  # plan --detailed-exitcode is not used; 2 is never expected, but not a failure
+            err.seek(0)
+            raise SystemExit(f"{' '.join(argv)} exited {code}:\n{err.read().decode()[-2000:]}")
     return wall, usage.ru_utime + usage.ru_stime
 
 

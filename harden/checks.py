@@ -9,6 +9,7 @@ itself (which namespace the controller manages is a deployment decision, not a f
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .impact.netpol import NetworkModel
@@ -29,6 +30,11 @@ _LABELS = {"type": "object", "additionalProperties": {"type": "string"}}
 def _with(required: dict[str, dict], optional: dict[str, dict] | None = None) -> dict:
     return {"type": "object", "additionalProperties": False, "required": sorted(required),
             "properties": {**required, **(optional or {})}}
+
+
+def _is_true(w: dict[str, Any], key: str) -> bool:
+    """A boolean `with:` value, given as a boolean or (from a `${parameter}`) as its text."""
+    return w.get(key) is True or str(w.get(key)).lower() == "true"
 
 
 def check(name: str, with_schema: dict) -> Callable[[CheckFn], CheckFn]:
@@ -293,7 +299,7 @@ def rollout_covers_change(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str
     value, default = str(w["value"]).strip(), str(w["default"]).strip()
     if value == default:
         return True, f"{value} is the default the pods already use; no restart needed"
-    if w.get("rollout") is True or str(w.get("rollout")).lower() == "true":
+    if _is_true(w, "rollout"):
         return True, f"{value} differs from the default {default}; the pods are rolled to read it"
     return False, (f"{value} differs from the default {default}, but rollout is off: the running pods keep "
                    f"{default} until they restart (set rollout: true)")
@@ -339,25 +345,6 @@ def config_map_value_in(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
     return False, f"ConfigMap {ns}/{name}: {key} is {value!r}, wider than {' or '.join(repr(a) for a in allowed)}"
 
 
-@check("selfManagementKept", _with({"namespace": _STRING}, {"selfManaged": {"type": ["boolean", "string"]}}))
-def self_management_kept(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
-    """Write access limited to chosen namespaces also cuts off an Application that deploys Argo CD
-    itself (into its own namespace, with its CRDs): either the profile keeps that write, or no
-    Application deploys there, or the plan says that Application stops."""
-    ns = w["namespace"]
-    if w.get("selfManaged") is True or str(w.get("selfManaged")).lower() == "true":
-        return True, f"the controller keeps write in {ns} and on Argo CD's CRDs: Argo CD can manage itself"
-    # spec.destination.namespace of argoproj/argo-cd pkg/apis/application/v1alpha1 types.go (ApplicationDestination)
-    own = sorted(f"{o['metadata'].get('namespace', '')}/{o['metadata']['name']}" for o in objs
-                 if o.get("kind") == "Application" and o.get("apiVersion", "").startswith("argoproj.io/")
-                 and ((o.get("spec") or {}).get("destination") or {}).get("namespace") == ns)
-    if own:
-        return False, (f"Application {', '.join(own)} deploys into Argo CD's namespace {ns} and would stop syncing "
-                       "(Forbidden); set selfManaged: true if Argo CD manages itself")
-    return True, (f"no Application deploys into {ns}; one that managed Argo CD itself (its namespace, its CRDs) "
-                  "would stop syncing unless selfManaged is set")
-
-
 # -- Where Applications sync (argocd-controller-namespaces) ------------------------------------------
 # An Application deploys into the cluster Argo CD runs in when its destination is the in-cluster
 # server: argoproj/argo-cd common/common.go (KubernetesInternalAPIServerAddr
@@ -369,12 +356,17 @@ def self_management_kept(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]
 _IN_CLUSTER_SERVER = "https://kubernetes.default.svc"
 _IN_CLUSTER_NAME = "in-cluster"
 _SYNC_VERBS = ("get", "create", "patch", "delete")
+# Kinds whose resource is not the guessed plural (the API server's discovery, core/v1).
+_IRREGULAR = {"Endpoints": "endpoints"}
 
 
 def _resource_of(kind: str) -> str:
     """The resource (plural) of a kind, as Kubernetes guesses it when discovery is not at hand
-    (k8s.io/apimachinery pkg/api/meta restmapper.go UnsafeGuessKindToResource): right for every
-    built-in kind an Application syncs (ConfigMap, Deployment, Ingress, NetworkPolicy ...)."""
+    (k8s.io/apimachinery pkg/api/meta restmapper.go UnsafeGuessKindToResource), with the built-in
+    exceptions above. A custom kind with an irregular plural is guessed wrong: a Role that lists it
+    by its real plural reads as a denial (a false alarm, never a missed one, for `*` Roles)."""
+    if kind in _IRREGULAR:
+        return _IRREGULAR[kind]
     lower = kind.lower()
     if lower.endswith("s"):
         return lower + "es"
@@ -383,35 +375,90 @@ def _resource_of(kind: str) -> str:
     return lower + "s"
 
 
-def _synced(objs: list[Obj]) -> list[tuple[str, str, str, str]]:
-    """(application, group, kind, namespace) for what each in-cluster Application deploys: the
-    namespaced resources of its status, or its destination namespace (kind "") when nothing has
-    synced yet. Cluster-scoped resources come with namespace ""."""
+def _in_cluster_applications(objs: list[Obj]) -> list[Obj]:
+    """Applications that deploy into this cluster (a managed cluster's argocd-manager-role is out
+    of this cluster's reach)."""
     out = []
     for o in objs:
         if o.get("kind") != "Application" or not str(o.get("apiVersion", "")).startswith("argoproj.io/"):
             continue
         dest = (o.get("spec") or {}).get("destination") or {}
-        if dest.get("server") != _IN_CLUSTER_SERVER and dest.get("name") != _IN_CLUSTER_NAME:
-            continue  # a managed cluster: its argocd-manager-role is out of this cluster's reach
-        app = f"{o['metadata'].get('namespace', '')}/{o['metadata']['name']}"
+        if dest.get("server") == _IN_CLUSTER_SERVER or dest.get("name") == _IN_CLUSTER_NAME:
+            out.append(o)
+    return out
+
+
+def _app_name(o: Obj) -> str:
+    return f"{o['metadata'].get('namespace', '')}/{o['metadata']['name']}"
+
+
+@dataclass(frozen=True, order=True)
+class _Synced:
+    """One kind an Application deploys, where: from its status, or (kind "") its destination when
+    nothing has synced yet. namespace "" with a kind is a cluster-scoped resource, named `name`."""
+
+    app: str
+    group: str
+    kind: str
+    namespace: str
+    name: str = ""
+
+    @property
+    def where(self) -> str:
+        if self.namespace:
+            return f"{self.kind + ' ' if self.kind else ''}in {self.namespace}"
+        return f"{self.kind} {self.name} (cluster-scoped)" if self.kind else "no destination namespace"
+
+    def request(self, verb: str) -> Request:
+        resource = _resource_of(self.kind) if self.kind else "configmaps"
+        return Request(verb, self.group, resource, namespace=self.namespace or None,
+                       name=None if self.namespace or verb == "create" else self.name or None)
+
+
+def _synced(objs: list[Obj]) -> list[_Synced]:
+    out = set()
+    for o in _in_cluster_applications(objs):
         resources = ((o.get("status") or {}).get("resources")) or []
         if not resources:
-            out.append((app, "", "", str(dest.get("namespace") or "")))
+            dest = (o.get("spec") or {}).get("destination") or {}
+            out.add(_Synced(_app_name(o), "", "", str(dest.get("namespace") or "")))
         for r in resources:
-            out.append((app, str(r.get("group") or ""), str(r.get("kind") or ""), str(r.get("namespace") or "")))
-    return sorted(set(out))
+            out.add(_Synced(_app_name(o), str(r.get("group") or ""), str(r.get("kind") or ""),
+                            str(r.get("namespace") or ""), str(r.get("name") or "")))
+    return sorted(out)
 
 
 def _chosen(w: dict[str, Any]) -> set[str]:
     chosen = {str(n) for n in w.get("namespaces") or []}
-    if w.get("selfManaged") is True or str(w.get("selfManaged")).lower() == "true":
+    if _is_true(w, "selfManaged"):
         chosen.add(str(w["namespace"]))
     return chosen
 
 
-@check("applicationSyncsKept", _with({"namespace": _STRING, "namespaces": {"type": "array", "items": _STRING},
-                                      "subject": _STRING}, {"selfManaged": {"type": ["boolean", "string"]}}))
+@check("selfManagementKept", _with({"namespace": _STRING}, {"selfManaged": {"type": ["boolean", "string"]}}))
+def self_management_kept(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
+    """Write access limited to chosen namespaces also cuts off an Application that deploys Argo CD
+    itself (into its own namespace, with its CRDs): either the profile keeps that write, or no
+    Application deploys there, or the plan says that Application stops."""
+    ns = w["namespace"]
+    if _is_true(w, "selfManaged"):
+        return True, f"the controller keeps write in {ns} and on Argo CD's CRDs: Argo CD can manage itself"
+    own = sorted(_app_name(o) for o in objs
+                 if o.get("kind") == "Application" and o.get("apiVersion", "").startswith("argoproj.io/")
+                 and ((o.get("spec") or {}).get("destination") or {}).get("namespace") == ns)
+    if own:
+        return False, (f"Application {', '.join(own)} deploys into Argo CD's namespace {ns} and would stop syncing "
+                       "(Forbidden); set selfManaged: true if Argo CD manages itself")
+    return True, (f"no Application deploys into {ns}; one that managed Argo CD itself (its namespace, its CRDs) "
+                  "would stop syncing unless selfManaged is set")
+
+
+_NAMESPACES = {"type": "array", "items": _STRING}
+_SELF_MANAGED = {"selfManaged": {"type": ["boolean", "string"]}}
+
+
+@check("applicationSyncsKept", _with({"namespace": _STRING, "namespaces": _NAMESPACES, "subject": _STRING},
+                                     _SELF_MANAGED))
 def application_syncs_kept(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
     """Every Application that deploys into a chosen namespace can still sync what it deploys there:
     the controller may get, create, patch and delete each kind in its status, in that namespace."""
@@ -419,31 +466,36 @@ def application_syncs_kept(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, st
     subject = Subject.parse(str(w["subject"]))
     index = RbacIndex.from_objects(objs)
     denied: list[str] = []
-    checked = 0
-    for app, group, kind, ns in _synced(objs):
-        if ns not in chosen:
-            continue
-        checked += 1
-        resource = _resource_of(kind) if kind else "configmaps"
+    checked = [s for s in _synced(objs) if s.namespace in chosen]
+    for s in checked:
         for verb in _SYNC_VERBS:
-            request = Request(verb, group, resource, namespace=ns)
+            request = s.request(verb)
             if not index.authorize(subject.username, subject.groups(), request).allowed:
-                denied.append(f"{app} ({kind or 'its resources'}: {request.text})")
+                denied.append(f"{s.app} ({s.kind or 'its resources'}: {request.text})")
     if denied:
         return False, f"these Applications would stop syncing in a chosen namespace (Forbidden): {'; '.join(denied)}"
     if not checked:
         return True, "no Application deploys into a chosen namespace yet"
-    return True, f"{checked} synced kind(s) of Applications in chosen namespaces keep get/create/patch/delete"
+    return True, f"{len(checked)} synced kind(s) of Applications in chosen namespaces keep get/create/patch/delete"
 
 
-@check("applicationsOutsideNamespaces", _with({"namespace": _STRING, "namespaces": {"type": "array", "items": _STRING}},
-                                              {"selfManaged": {"type": ["boolean", "string"]}}))
+@check("applicationsOutsideNamespaces", _with({"namespace": _STRING, "namespaces": _NAMESPACES},
+                                              {**_SELF_MANAGED, "subject": _STRING}))
 def applications_outside_namespaces(objs: list[Obj], w: dict[str, Any]) -> tuple[bool, str]:
-    """Applications that deploy outside the chosen namespaces (or cluster-scoped kinds) stop syncing:
-    that is the profile's point, and the plan names them so nobody is surprised."""
+    """Applications that deploy outside the chosen namespaces stop syncing: that is the profile's
+    point, and the plan names them so nobody is surprised. A cluster-scoped resource is named unless
+    the controller (`subject`) may still patch that object on the predicted RBAC (Argo CD's own
+    CRDs under selfManaged)."""
     chosen = _chosen(w)
-    outside = sorted({f"{app} ({kind + ' ' if kind else ''}{'in ' + ns if ns else 'cluster-scoped'})"
-                      for app, _, kind, ns in _synced(objs) if ns not in chosen})
+    subject = Subject.parse(str(w["subject"])) if w.get("subject") else None
+    index = RbacIndex.from_objects(objs) if subject else None
+
+    def kept(s: _Synced) -> bool:
+        if s.namespace or not s.kind or subject is None or index is None:
+            return False
+        return index.authorize(subject.username, subject.groups(), s.request("patch")).allowed
+
+    outside = sorted({f"{s.app} ({s.where})" for s in _synced(objs) if s.namespace not in chosen and not kept(s)})
     if outside:
         return False, f"these Applications deploy outside the chosen namespaces and will stop syncing (Forbidden): {'; '.join(outside)}"
     return True, "every Application deploys only into the chosen namespaces"

@@ -18,7 +18,7 @@ from .impact import needs
 from .load import Selection, builtin_profile_names, load_profile, select, stack_name
 from .model import Action, Change, ChangeKind, Detected, Finding, Plan, Severity
 from .needs import component_specs
-from .observe import ClusterSource, Live, SnapshotSource
+from .observe import CLUSTER_SCOPED, ClusterSource, Live, SnapshotSource
 from .plan import detect, kinds_needed, make_plan, predict
 from .render import Rendered, render
 from .state import Backend, FileBackend, State, StateURL, parse_state_url
@@ -281,15 +281,15 @@ def refuse_shared_roles(plan: Plan, selection: Selection, chosen: dict[str, Inst
 
 
 def missing_namespaces(plan: Plan, live: Live) -> list[Finding]:
-    """An object is created only in a namespace that exists (or that the plan creates first): the
-    API server would refuse it mid-apply, after the writes before it had landed. harden does not
-    create the namespaces a stack names; whoever owns them does. Against a cluster the plan is
-    refused; a snapshot may just not hold the namespace, so there it is a warning."""
+    """An object is created only in a namespace that exists: the API server would refuse it
+    mid-apply, after the writes before it had landed. harden does not create namespaces (profiles
+    cannot declare them); whoever owns them does. Against a cluster the plan is refused; a
+    snapshot may just not hold the namespace, so there it is a warning."""
     present = {o["metadata"]["name"] for o in live.of_kind("Namespace")}
-    present |= {c.key.name for c in plan.actionable if c.key.kind == "Namespace" and c.action is Action.CREATE}
     missing: dict[str, list[Change]] = {}
     for c in plan.actionable:
-        if c.action is Action.CREATE and c.key.namespace and c.key.namespace not in present:
+        if (c.action is Action.CREATE and c.key.namespace and c.key.namespace not in present
+                and c.key.kind not in CLUSTER_SCOPED):
             missing.setdefault(c.key.namespace, []).append(c)
     problems = []
     for ns, cs in sorted(missing.items()):

@@ -42,7 +42,8 @@ from pathlib import Path
 
 import yaml
 
-# New faults go at the end, so an existing seed draws the same faults as before.
+# New faults go at the end, so an existing seed of test_faults.py (which names its faults) draws
+# the same as before; soak.py samples from the whole tuple, so a new fault changes its draws.
 FAULTS = ("reset_before", "reset_after", "throttle", "error500", "error503", "latency", "conflict")
 MAX_HEADER = 64 * 1024
 

@@ -1,10 +1,12 @@
-"""Every profile right on every layout, alone and with the others, checked independently of
-harden's own evaluators.
+"""Every profile right on every layout, alone and with the others, checked apart from harden's
+plan (permissions and objects by the API server itself; flows with harden's NetworkPolicy model
+over the objects read back, the one part that shares code with harden).
 
 Layouts: quick-start (cluster install in argo), namespace-install (lay-wfns), the Helm release wf
 (wfhelm) for Argo Workflows; Argo CD's install.yaml and its HA variant (argocd). For each layout,
 its stack (tests/integration/stacks/, every profile of the product but those NOT_IN_STACK) is
-applied with the CLI, and so is every profile of the product alone (profiles/ read at collection,
+applied with the CLI, and so is every profile of the product (and every RBAC-only profile the stack
+lists) alone (profiles/ read at collection,
 so a new profile is covered as it lands; its parameters are the layout stack's `with:` for it,
 else its defaults). Each time:
 
@@ -320,7 +322,7 @@ def _prepared(kube, layout: Layout, config_maps: dict[str, dict[str, str]]):
 def cycles(request, kube, tmp_path_factory):
     """Outcomes are computed on first use and kept: each layout's stack, and each profile alone on
     it, is applied once per module; the installs are set up once (per product, on first use)."""
-    done: dict[tuple[str, str | None], Outcome] = {}
+    done: dict[tuple[str, str | None, bool], Outcome] = {}
 
     def get(layout: Layout, profile: str | None = None, prepared: bool = False) -> Outcome:
         key = (layout.id, profile, prepared)
@@ -413,7 +415,11 @@ def test_stack_lists_every_profile_of_its_product(layout):
 # -- each profile alone, on every layout of its product -------------------------------------------
 
 
-ALONE = [(layout, profile) for layout in ALL_LAYOUTS for profile in C.product_profiles(layout.product)]
+# Every profile of the layout's product, and every other profile its stack lists (the RBAC-only
+# profiles, ui-read-only-role and workflow-submitter-role, name no product: they touch no install).
+ALONE = [(layout, profile) for layout in ALL_LAYOUTS
+         for profile in dict.fromkeys([*C.product_profiles(layout.product),
+                                       *(p["profile"] for p in L.stack_profiles(layout.stack))])]
 
 
 def _alone_params(refused: bool | None = None):

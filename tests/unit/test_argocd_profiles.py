@@ -575,7 +575,7 @@ def test_applications_in_chosen_namespaces_keep_syncing_the_others_are_named(tmp
     assert not outside.passed and outside.severity is Severity.WARNING
     # the unsynced Application by its destination, the CRD as cluster-scoped; the remote cluster is not ours
     assert "argocd/other (in team-b)" in outside.message
-    assert "argocd/crds (CustomResourceDefinition cluster-scoped)" in outside.message
+    assert "argocd/crds (CustomResourceDefinition x.y.z (cluster-scoped))" in outside.message
     assert "remote" not in outside.message and "argocd/web" not in outside.message
 
 
@@ -595,7 +595,24 @@ def test_a_role_without_create_in_a_chosen_namespace_fails_the_plan(tmp_path):
     assert f in p.plan.failed_findings
 
 
+def test_argo_cds_own_crds_are_not_named_when_it_manages_itself(tmp_path):
+    crd = {"group": "apiextensions.k8s.io", "version": "v1", "kind": "CustomResourceDefinition"}
+    snap = _with_applications(tmp_path, _application(
+        "argocd", {"server": IN_CLUSTER, "namespace": NS},
+        [{**crd, "name": "applications.argoproj.io"}, {**crd, "name": "certificates.cert-manager.io"},
+         {"group": "apps", "version": "v1", "kind": "Deployment", "namespace": NS, "name": "argocd-server"}]))
+    p = build_plan(Request(profiles=("argocd-controller-namespaces",), stack_file=None,
+                           sets=("namespaces=[guestbook]", "selfManaged=true"), snapshot=snap,
+                           state_dir=str(tmp_path / "state")))
+    f = _findings(p)
+    assert f["application-syncs"].passed, f["application-syncs"].message  # its namespace is kept
+    # the CRD the profile keeps patch on is not named; another cluster-scoped one is
+    assert "applications.argoproj.io" not in f["applications-outside"].message
+    assert "certificates.cert-manager.io (cluster-scoped)" in f["applications-outside"].message
+
+
 @pytest.mark.parametrize(("kind", "resource"), [("ConfigMap", "configmaps"), ("Ingress", "ingresses"),
+                                                ("Endpoints", "endpoints"),
                                                 ("NetworkPolicy", "networkpolicies"), ("Deployment", "deployments")])
 def test_kind_to_resource_follows_the_kubernetes_guess(kind, resource):
     from harden.checks import _resource_of

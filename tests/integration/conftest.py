@@ -17,10 +17,8 @@ so `pytest -m "not integration"` runs only the fast unit tests.
 from __future__ import annotations
 
 import atexit
-import importlib.util
 import os
 import re
-import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,19 +27,10 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
-from kubeutil import apply_manifests
+from kubeutil import apply_manifests, load_script
 
 HERE = Path(__file__).resolve().parent
 CLUSTER_PY = HERE.parent / "kube" / "cluster.py"
-
-
-def _load_cluster_module():
-    # cluster.py is a script, not a package module: load it by path.
-    spec = importlib.util.spec_from_file_location("harden_test_kube_cluster", CLUSTER_PY)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses & co. look modules up here
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def pytest_collection_modifyitems(config, items):
@@ -135,7 +124,7 @@ def kube(tmp_path_factory) -> KubeCluster:
         yield KubeCluster(kubeconfig=external, restricted=restricted)
         return
 
-    cluster = _load_cluster_module()
+    cluster = load_script("harden_test_kube_cluster", CLUSTER_PY)
     # tmp_path_factory keeps the last few runs' directories: logs of a failed
     # session stay inspectable under /tmp/pytest-of-$USER/.
     d = tmp_path_factory.mktemp("kube")

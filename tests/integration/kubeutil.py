@@ -6,9 +6,12 @@ tests/integration on sys.path because the directory has no __init__.py).
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -28,6 +31,17 @@ FIXTURE_MANAGER = "harden-tests"
 
 # libyaml parses the 1.8 MB Argo CD CRDs in ~1s instead of ~20s.
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_script(name: str, path: Path) -> ModuleType:
+    """A script of the test suite (tests/kube/cluster.py, tests/argocd/argocd.py, tests/golden/record.py:
+    run before the project is installed, so not package modules), loaded by path as module `name`."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None, path
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # dataclasses & co. look modules up here
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def require_fixture(relpath: str) -> Path:

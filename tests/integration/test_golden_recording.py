@@ -5,22 +5,13 @@ leaving the unit tests to pass against an answer the server no longer gives."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
+
+from kubeutil import load_script
 
 HERE = Path(__file__).resolve().parent
 RECORD_PY = HERE.parent / "golden" / "record.py"
-
-
-def _record_module():
-    # record.py is a script (python tests/golden/record.py), not a package module: load it by path.
-    spec = importlib.util.spec_from_file_location("harden_test_golden_record", RECORD_PY)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _files(root: Path) -> dict[str, dict]:
@@ -28,7 +19,7 @@ def _files(root: Path) -> dict[str, dict]:
 
 
 def test_recorded_pairs_match_what_the_server_returns_now(kube, tmp_path):
-    record = _record_module()
+    record = load_script("harden_test_golden_record", RECORD_PY)
     written = record.record(kube.kubeconfig, tmp_path)
     assert written, "the examples render nothing to record"
     now, stored = _files(tmp_path), _files(record.GOLDEN)

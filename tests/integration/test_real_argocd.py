@@ -17,7 +17,6 @@ test can tell). No pods run (no kubelet, no CNI): flows and NetworkPolicies are 
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import os
 import re
@@ -25,7 +24,6 @@ import secrets
 import socket
 import ssl
 import subprocess
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -33,7 +31,7 @@ import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from kubeutil import REPO, require_fixture, run_harden, wait_for
+from kubeutil import REPO, load_script, require_fixture, run_harden, wait_for
 
 ARGOCD_PY = REPO / "tests" / "argocd" / "argocd.py"
 BROKEN_PROFILE = Path(__file__).resolve().parent / "profiles" / "argocd-controller-namespaces-no-create.yaml"
@@ -48,16 +46,7 @@ IN_CLUSTER = "https://kubernetes.default.svc"
 SYNC_TIMEOUT = 120.0
 
 
-def _load_argocd_module():
-    # tests/argocd/argocd.py is a script (it runs before the project is installed): load it by path.
-    spec = importlib.util.spec_from_file_location("harden_test_argocd", ARGOCD_PY)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-argocd = _load_argocd_module()
+argocd = load_script("harden_test_argocd", ARGOCD_PY)
 
 
 # -- set-up -------------------------------------------------------------------------------------
@@ -120,6 +109,20 @@ def install(kube, tmp_path_factory):
                 raise
     for ns in (ALLOWED, DENIED):
         kube.delete_namespace(ns)
+
+
+@contextmanager
+def applied(kube, common: list[str], *apply_args: str):
+    """`harden apply *apply_args` for the block; afterwards the Applications go and `harden destroy`
+    (with `common`) hands back everything it changed, whatever the block did."""
+    r = harden("apply", *apply_args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    try:
+        yield
+    finally:
+        _clean_applications(kube)
+        r = harden("destroy", *common, "--auto-approve")
+        assert r.returncode == 0, r.stdout + r.stderr
 
 
 def _clean_applications(kube) -> None:
@@ -377,9 +380,7 @@ def test_hardened_install_syncs_where_allowed_and_is_forbidden_elsewhere(kube, i
     # What harden predicts, before anything is written: may write in ALLOWED, not in DENIED.
     assert can_i(kube, "create", "configmaps", ALLOWED, "--plan", str(plan_file)) == 0
     assert can_i(kube, "create", "configmaps", DENIED, "--plan", str(plan_file)) == 1
-    r = harden("apply", str(plan_file), "--kubeconfig", kube.kubeconfig, "--state-dir", str(d / "state"))
-    assert r.returncode == 0, r.stdout + r.stderr
-    try:
+    with applied(kube, common, str(plan_file), "--kubeconfig", kube.kubeconfig, "--state-dir", str(d / "state")):
         with running_argocd(kube, install, "hardened") as argo:
             # argocd-tls set reposerver.tls.minversion "1.3" in argocd-cmd-params-cm; the repo-server
             # reads it through ARGOCD_TLS_MIN_VERSION and refuses a TLS 1.2 client.
@@ -407,10 +408,6 @@ def test_hardened_install_syncs_where_allowed_and_is_forbidden_elsewhere(kube, i
         assert found["application-syncs"]["passed"], found["application-syncs"]
         outside = found["applications-outside"]
         assert not outside["passed"] and f"{NS}/real-hardened-denied (ConfigMap in {DENIED})" in outside["message"]
-    finally:
-        _clean_applications(kube)
-        r = harden("destroy", *common, "--auto-approve")
-        assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_broken_profile_fails_the_sync(kube, install):
@@ -419,9 +416,7 @@ def test_broken_profile_fails_the_sync(kube, install):
     d = install["dir"]
     stack = stack_file(d / "stack-broken.yaml", broken=True)
     common = ["-f", str(stack), "--kubeconfig", kube.kubeconfig, "--state-dir", str(d / "state-broken")]
-    r = harden("apply", *common, "--auto-approve")
-    assert r.returncode == 0, r.stdout + r.stderr
-    try:
+    with applied(kube, common, *common, "--auto-approve"):
         with running_argocd(kube, install, "broken") as argo:
             create_application(kube, install, "real-broken-allowed", ALLOWED)
             verb, resource = sync_forbidden(kube, "real-broken-allowed", ALLOWED, argo)
@@ -432,10 +427,6 @@ def test_broken_profile_fails_the_sync(kube, install):
         found = findings(*common, profile="argocd-controller-namespaces-no-create", rc=(1,))
         assert not found["application-syncs"]["passed"]
         assert f"{NS}/real-broken-allowed (ConfigMap: create configmaps in {ALLOWED})" in found["application-syncs"]["message"]
-    finally:
-        _clean_applications(kube)
-        r = harden("destroy", *common, "--auto-approve")
-        assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_excluded_kind_is_not_synced(kube, install):
@@ -448,30 +439,23 @@ def test_excluded_kind_is_not_synced(kube, install):
     common = ["--profile", "argocd-resource-exclusions", "--set", f"namespace={NS}",
               "--set", 'exclusions=[{apiGroups: [""], kinds: [ConfigMap]}]',
               "--kubeconfig", kube.kubeconfig, "--state-dir", str(d / "state-excluded")]
-    r = harden("apply", *common, "--auto-approve")
-    assert r.returncode == 0, r.stdout + r.stderr
     objs = client.CustomObjectsApi(kube.api_client)
-    try:
-        with running_argocd(kube, install, "excluded") as argo:
-            create_application(kube, install, "real-excluded-allowed", ALLOWED)
+    with applied(kube, common, *common, "--auto-approve"), running_argocd(kube, install, "excluded") as argo:
+        create_application(kube, install, "real-excluded-allowed", ALLOWED)
 
-            def warned():
-                for p in argo["procs"]:
-                    if p.poll() is not None:
-                        pytest.fail(f"{' '.join(p.args[:2])} exited with {p.returncode}; logs in {argo['dir']}",
-                                    pytrace=False)
-                app = objs.get_namespaced_custom_object("argoproj.io", "v1alpha1", NS, "applications",
-                                                        "real-excluded-allowed")
-                return [c for c in (app.get("status") or {}).get("conditions") or []
-                        if c["type"] == "ExcludedResourceWarning"]
+        def warned():
+            for p in argo["procs"]:
+                if p.poll() is not None:
+                    pytest.fail(f"{' '.join(p.args[:2])} exited with {p.returncode}; logs in {argo['dir']}",
+                                pytrace=False)
+            app = objs.get_namespaced_custom_object("argoproj.io", "v1alpha1", NS, "applications",
+                                                    "real-excluded-allowed")
+            return [c for c in (app.get("status") or {}).get("conditions") or []
+                    if c["type"] == "ExcludedResourceWarning"]
 
-            [condition] = wait_for(warned, SYNC_TIMEOUT, interval=0.5, what="the ExcludedResourceWarning condition")
-            assert f"ConfigMap {CONFIGMAP} is excluded" in condition["message"], condition
-            with pytest.raises(ApiException) as e:
-                kube.core.read_namespaced_config_map(CONFIGMAP, ALLOWED)
-            assert e.value.status == 404
-    finally:
-        _clean_applications(kube)
-        r = harden("destroy", *common, "--auto-approve")
-        assert r.returncode == 0, r.stdout + r.stderr
+        [condition] = wait_for(warned, SYNC_TIMEOUT, interval=0.5, what="the ExcludedResourceWarning condition")
+        assert f"ConfigMap {CONFIGMAP} is excluded" in condition["message"], condition
+        with pytest.raises(ApiException) as e:
+            kube.core.read_namespaced_config_map(CONFIGMAP, ALLOWED)
+        assert e.value.status == 404
     assert kube.core.read_namespaced_config_map("argocd-cm", NS).data["resource.exclusions"] == before

@@ -50,10 +50,10 @@ if str(HERE) not in sys.path:  # run as a script: the integration helpers are pl
     sys.path.insert(0, str(HERE))
 
 import yaml  # noqa: E402
-from conftest import KubeCluster, _load_cluster_module  # noqa: E402
+from conftest import CLUSTER_PY, KubeCluster  # noqa: E402
 from faultproxy import FAULTS, FaultProxy, Seen  # noqa: E402
 from kubernetes import client  # noqa: E402
-from kubeutil import CLI_ENV, REPO, harden_cmd, require_fixture  # noqa: E402
+from kubeutil import CLI_ENV, REPO, harden_cmd, load_script, require_fixture  # noqa: E402
 from test_lost_state import _patched  # noqa: E402
 
 from harden.fieldpath import get_at  # noqa: E402
@@ -378,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.kubeconfig:
             kube = KubeCluster(kubeconfig=a.kubeconfig)
         else:
-            cluster = _load_cluster_module()
+            cluster = load_script("harden_test_kube_cluster", CLUSTER_PY)
             info = cluster.up(work / "kube", watch_pid=os.getpid())
             kube = KubeCluster(kubeconfig=info["kubeconfigs"]["admin"], info=info)
         soak = Soak(kube, work / "soak", cfg, log=lambda line: print(line, flush=True))

@@ -87,10 +87,15 @@ def diff_fields(desired: Obj, live: Obj | None, keys: MergeKeys) -> list[FieldCh
         del want["metadata"]
     if live is None:
         return [FieldChange(path_text(p), None, v) for p, v in _leaves(want, [])]
+    # Most objects of a no-change plan are equal: settle those at C speed and spend DeepDiff only
+    # where there is a difference to describe. First the live object as read, projected on what
+    # harden declares: `want` is normalized, and every normalizer rewrites a field only from what
+    # is inside that field (or fills one `want` has), so a projection equal to `want` is one that
+    # normalizing would leave equal. Only the unequal rest pays for normalizing the whole live object.
+    if _identical(project(live, want, keys), want):
+        return []
     have = project(comparable(live), want, keys)
     if _identical(have, want):
-        # Most objects of a no-change plan are equal: settle those at C speed and spend DeepDiff
-        # only where there is a difference to describe.
         return []
 
     def unordered(level: Any) -> bool:

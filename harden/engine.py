@@ -222,7 +222,9 @@ def build_plan(req: Request, *, destroy: bool = False, with_impact: bool = True,
         findings += evaluate_expectations(rendered, after, files)
     used = sorted({i for i in chosen.values()}, key=lambda i: (i.product, i.name))
     # Both states are indexed once (RBAC, NetworkPolicies) for the needs and the security impact.
-    states = needs.State(live.all()), needs.State(after)
+    # A plan that changes nothing predicts the state it started from: one index serves both sides.
+    before_state = needs.State(live.all())
+    states = before_state, (needs.State(after) if plan.actionable else before_state)
     results = needs.evaluate([(i, [s for s in component_specs() if s.product == i.product]) for i in used],
                              live.all(), after, plan.actionable,
                              {k: v for sel in selection.items for k, v in sel.values.items()}, states)

@@ -116,24 +116,40 @@ def _owned_leaves(fields: dict[str, Any], path: list[Step]) -> Iterator[list[Ste
             return
 
 
-def _declares(desired: Any, path: list[Step]) -> bool:
-    node = desired
-    for p in path:
-        if not (isinstance(p, tuple) or isinstance(node, dict)):
-            return True  # below an atomic value harden declares as a whole
-        node = step(node, p)
-        if node is None:
-            return False
-    return True
-
-
 def dropped_fields(desired: Obj, live: Obj, own: str) -> list[FieldChange]:
     """Fields `own` applied to `live` that `desired` no longer declares: the next apply prunes them."""
-    out = []
+    out: list[FieldChange] = []
     for entry in (live.get("metadata") or {}).get("managedFields") or []:
         if entry.get("manager") != own or entry.get("operation") != "Apply":
             continue
-        for path in _owned_leaves(entry.get("fieldsV1") or {}, []):
-            if path and not _declares(desired, path):
+        for path in _undeclared(entry.get("fieldsV1") or {}, desired, []):
+            if path:
                 out.append(FieldChange(path_text(path), get_at(live, path), None))
     return out
+
+
+def _undeclared(fields: dict[str, Any], node: Any, path: list[Step]) -> Iterator[list[Step]]:
+    """The leaves of `fields` (as `_owned_leaves` lists them) that `node` does not declare, found in
+    one walk down both: every object harden applied pays this on every plan, and nearly always
+    nothing is missing, so no path is built unless a field is. A leaf below a value harden declares
+    whole (a scalar or an atomic list where fieldsV1 goes deeper) counts as declared."""
+    for token, sub in fields.items():
+        if token == ".":
+            continue
+        if token.startswith("f:"):
+            p: Step = token[2:]
+            if not isinstance(node, dict):
+                continue  # below an atomic value harden declares as a whole
+        elif token.startswith("k:"):
+            key = json.loads(token[2:])
+            if len(key) != 1:
+                continue  # a compound key: the list is one field, and `node` has it
+            (name, value), = key.items()
+            p = (name, value)
+        else:
+            return  # v: and i: belong to the list at `path`, owned as a whole, and `node` has it
+        child = step(node, p)
+        if child is None:
+            yield from _owned_leaves(sub, path + [p])
+        elif any(k != "." for k in sub):
+            yield from _undeclared(sub, child, path + [p])

@@ -883,6 +883,8 @@ def diff_reachability(before_objects: Iterable[Mapping[str, Any]] | NetworkModel
     ``CidrEndpoint("10.0.0.0/8", ports=(ContainerPort(5432),))``). CIDR-to-CIDR
     pairs are skipped (no policy can govern them).
     """
+    if before_objects is after_objects:
+        return []  # one state on both sides (a plan that changes nothing): no flow can change
     before, after = _model(before_objects), _model(after_objects)
     endpoints: dict[str, Endpoint] = {g.key: g for g in before.groups}
     endpoints.update({g.key: g for g in after.groups})

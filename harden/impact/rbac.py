@@ -907,6 +907,8 @@ def diff_permissions(
     a namespace reads as "loses get on pods cluster-wide" while re-granting it
     through another binding is no change at all.
     """
+    if before_objects is after_objects:
+        return []  # one state on both sides (a plan that changes nothing): no permission can change
     before = _effective_keys(_index(before_objects, resolve_aggregation))
     after = _effective_keys(_index(after_objects, resolve_aggregation))
     changes: list[PermissionChange] = []

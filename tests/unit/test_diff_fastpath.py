@@ -151,7 +151,26 @@ def yaml_cm(live: dict, rng: random.Random) -> bool:
     return differs
 
 
+def unnormalized_netpol(live: dict, rng: random.Random) -> bool:
+    # The live object in forms the server does not send but normalization reads as the same
+    # (a port without its default protocol, empty lists and selectors the server omits): the first,
+    # raw comparison must not decide these, and the normalized one must find them equal.
+    rule = live["spec"]["ingress"][0]
+    edits = rng.sample(range(4), rng.randint(1, 4))
+    if 0 in edits:
+        del rule["ports"][0]["protocol"]
+    if 1 in edits:
+        rule["from"][0]["podSelector"]["matchLabels"] = {}
+    if 2 in edits:
+        live["spec"]["podSelector"]["matchExpressions"] = []
+    if 3 in edits:
+        live["spec"]["ingress"].append({"from": [{"ipBlock": {"cidr": "10.0.0.0/8"}}], "ports": []})
+        return True  # a second rule is a difference however it is written
+    return False
+
+
 CASES = {
+    "unnormalized": (NETPOL.config, lambda: copy.deepcopy(NETPOL.live), unnormalized_netpol),
     "equal": (NETPOL.config, lambda: copy.deepcopy(NETPOL.live), same_netpol),
     "scalar": (NETPOL.config, lambda: copy.deepcopy(NETPOL.live), scalar_netpol),
     "atomic list": (NETPOL.config, lambda: copy.deepcopy(NETPOL.live), atomic_netpol),

@@ -4,7 +4,8 @@
    every object the plan touches must still have the resourceVersion the plan observed (one bulk
    LIST per kind, the same read observe does), else nothing is written.
 2. Server dry-run of every write, so a rejection (validation, admission, RBAC) stops the run before
-   anything changed.
+   anything changed (unless `--no-preflight`: half the requests, and a refusal then stops the run
+   part-way, with what landed recorded; the phases still put allows before the denies they open).
 3. The writes, in parallel (bounded). Each request is retried on its own by the client edge
    (`harden.kube`) on 429, 5xx and lost connections, never a whole multi-request write: a
    release-first patch that landed is not sent again with its now-stale resourceVersion when the
@@ -113,9 +114,11 @@ def _write(cluster: Cluster, c: Change, dry_run: bool, manager: str) -> None:
                        resource_version=c.observed_resource_version, dry_run=dry_run)
 
 
-def apply_plan(plan: Plan, cluster: Cluster, backend: Backend, *, parallelism: int = 8,
+def apply_plan(plan: Plan, cluster: Cluster, backend: Backend, *, parallelism: int = 8, preflight: bool = True,
                progress: Progress | None = None) -> Result:
-    """Apply under the caller's lock. Raises StalePlan before writing anything if the plan is stale."""
+    """Apply under the caller's lock. Raises StalePlan before writing anything if the plan is stale.
+    `preflight`: dry-run every write first (step 2 above); without it a refused write stops the run
+    with the writes before it applied and recorded, as `terraform apply` and `kubectl apply` leave them."""
     state = backend.read()
     check_fresh(plan, cluster, state)
     todo = list(plan.actionable)
@@ -124,15 +127,16 @@ def apply_plan(plan: Plan, cluster: Cluster, backend: Backend, *, parallelism: i
 
     # Dry-run everything first: a rejection here means nothing has changed.
     stop = threading.Event()
-    pool = ThreadPoolExecutor(parallelism)
-    try:
-        futures = {pool.submit(guarded, stop, _write, cluster, c, True, manager): c for c in todo}
-        for fut in as_completed(futures):
-            if not isinstance(fut.exception(), NotStarted):
-                fut.result()
-                note("validated", futures[fut])
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    if preflight:
+        pool = ThreadPoolExecutor(parallelism)
+        try:
+            futures = {pool.submit(guarded, stop, _write, cluster, c, True, manager): c for c in todo}
+            for fut in as_completed(futures):
+                if not isinstance(fut.exception(), NotStarted):
+                    fut.result()
+                    note("validated", futures[fut])
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     records = dict(state.records)
     lineage = state.lineage or str(uuid.uuid4())

@@ -150,6 +150,11 @@ def apply(plan_file: str | None = typer.Argument(None, help="A plan saved with `
           auto_approve: bool = typer.Option(False, "--auto-approve", help="Do not ask for confirmation."),
           lock_timeout: str = typer.Option("0s", "--lock-timeout", help="How long to wait for the state lock."),
           parallelism: int = typer.Option(8, "--parallelism", min=1, max=64, help="Concurrent writes."),
+          preflight: bool = typer.Option(
+              True, "--preflight/--no-preflight",
+              help="Send every write as a server-side dry run first, so a write the server refuses (admission, "
+                   "RBAC, validation) stops the apply before anything changed. --no-preflight halves the "
+                   "requests; a refused write then leaves the writes before it applied, and recorded."),
           output: Output = ResultOutputOpt) -> None:
     """Apply the changes (a saved plan exactly, or a fresh plan after confirmation)."""
     from .commands import apply_cmd
@@ -157,7 +162,7 @@ def apply(plan_file: str | None = typer.Argument(None, help="A plan saved with `
     req = _request(profile, file, set_, kubeconfig, context, None, "default", state_dir, request_timeout,
                    state, lock_duration)
     _run(apply_cmd, req, plan_file=plan_file, auto_approve=auto_approve, lock_timeout=lock_timeout,
-         parallelism=parallelism, output=output)
+         parallelism=parallelism, preflight=preflight, output=output)
 
 
 @app.command()

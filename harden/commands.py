@@ -126,9 +126,10 @@ def _parse_duration(text: str) -> float:
     return parse_duration(text, "--lock-timeout")
 
 
-def _run_apply(view: View, planned: Planned, plan: Plan, parallelism: int = 8) -> int:
+def _run_apply(view: View, planned: Planned, plan: Plan, parallelism: int = 8, preflight: bool = True) -> int:
     with view.apply_progress(len(plan.actionable)) as note:
-        result = apply_plan(plan, planned.client, planned.backend, parallelism=parallelism, progress=note)
+        result = apply_plan(plan, planned.client, planned.backend, parallelism=parallelism, preflight=preflight,
+                            progress=note)
     view.apply_result(plan, result)
     return EXIT_ERROR if result.failed else EXIT_OK
 
@@ -141,7 +142,7 @@ def _locked(req: Request, client: Any, stack: str, timeout: float, what: str) ->
 
 
 def apply_cmd(view: View, req: Request, *, plan_file: str | None, auto_approve: bool, lock_timeout: str,
-              destroy: bool = False, parallelism: int = 8) -> int:
+              destroy: bool = False, parallelism: int = 8, preflight: bool = True) -> int:
     command = "destroy" if destroy else "apply"
     question = "destroy these objects" if destroy else "perform these actions"
     view.require(command, View.apply_result)
@@ -161,7 +162,7 @@ def apply_cmd(view: View, req: Request, *, plan_file: str | None, auto_approve: 
         req = replace(req, state_key=plan.source.get("stateKey") or req.state_key)
         with _locked(req, client, plan.stack, timeout, "apply") as backend:
             planned = Planned(plan, None, client, backend, backend.read())
-            return _run_apply(view, planned, plan, parallelism)
+            return _run_apply(view, planned, plan, parallelism, preflight)
     stack = stack_name(req.stack_file)
     targets = per_cluster(req)
     if len(targets) > 1:
@@ -179,7 +180,7 @@ def apply_cmd(view: View, req: Request, *, plan_file: str | None, auto_approve: 
             for context, planned in shown.items():
                 view.cluster(context)
                 try:
-                    out[context] = _run_apply(view, planned, planned.plan, parallelism)
+                    out[context] = _run_apply(view, planned, planned.plan, parallelism, preflight)
                 except HardenError as exc:
                     view.diagnostics(exc.diagnostics)
                     out[context] = exc.exit_code
@@ -198,7 +199,7 @@ def apply_cmd(view: View, req: Request, *, plan_file: str | None, auto_approve: 
             raise ExpectationFailed(f"the plan would break: {failed}", hint="nothing was applied")
         if plan.has_changes and not auto_approve and not view.confirm(question):
             return EXIT_ERROR
-        return _run_apply(view, planned, plan, parallelism)
+        return _run_apply(view, planned, plan, parallelism, preflight)
 
 
 def show_cmd(view: View, plan_file: str) -> int:

@@ -232,3 +232,62 @@ def test_a_namespace_that_does_not_exist_is_refused_before_anything_is_written(k
         assert "Traceback" not in r.stderr
     assert "harden-default-deny" not in _network_policies(kube)  # nothing was applied
     assert not pristine.state.exists() or not list(pristine.state.glob("*.json"))
+
+
+def _quota_profile(tmp_path: Path, namespaces: list[str]) -> Path:
+    """Five NetworkPolicies in each namespace, written namespace by namespace (one phase)."""
+    profile = {
+        "apiVersion": "harden.dev/v1alpha1", "kind": "Profile",
+        "metadata": {"name": "it-quota", "title": "policies the server may refuse",
+                     "recommendation": [{"document": "test", "section": "preflight"}]},
+        "parameters": [{"name": "namespaces", "type": "stringList", "default": namespaces}],
+        "objects": [{"forEach": {"parameter": "namespaces", "as": "ns"},
+                     "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                     "metadata": {"name": f"it-quota-{i}", "namespace": "${ns}"},
+                     "spec": {"podSelector": {"matchLabels": {"app": f"a{i}"}}, "policyTypes": ["Ingress"],
+                              "ingress": [{"ports": [{"port": 8080}]}]}} for i in range(5)],
+    }
+    path = tmp_path / "it-quota.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    return path
+
+
+@pytest.mark.parametrize("preflight", [True, False])
+def test_a_write_the_server_refuses_with_and_without_preflight(kube, tmp_path, preflight):
+    """A ResourceQuota of zero NetworkPolicies makes the API server's admission refuse every policy
+    in one namespace. With the preflight (the default) the dry run meets the refusal and nothing
+    is written anywhere; with --no-preflight the refusal comes part-way, what landed is recorded in
+    state, and once the quota is lifted a re-run writes only the rest and converges."""
+    core = client.CoreV1Api(kube.api_client)
+    net = client.NetworkingV1Api(kube.api_client)
+    ok, refused = (kube.create_namespace(f"it-pre-{n}-{int(preflight)}") for n in ("ok", "quota"))
+    counted = {"count/networkpolicies.networking.k8s.io": "0"}
+    core.create_namespaced_resource_quota(refused, {"metadata": {"name": "no-policies"}, "spec": {"hard": counted}})
+    # The test cluster runs no resource-quota controller; its status (what admission enforces
+    # against) is written here as that controller would write it.
+    core.patch_namespaced_resource_quota_status("no-policies", refused, {"status": {"hard": counted, "used": counted}})
+    profile = _quota_profile(tmp_path, [ok, refused])
+    state = tmp_path / "state"
+    flags = () if preflight else ("--no-preflight",)
+    # One writer, so the writes go in the plan's order and stop at the first refusal.
+    r = harden("apply", "-p", str(profile), "--auto-approve", "--parallelism", "1", *flags,
+               kubeconfig=kube.kubeconfig, state=state)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "exceeded quota" in r.stdout + r.stderr and "Traceback" not in r.stderr
+    landed = sorted(p.metadata.name for p in net.list_namespaced_network_policy(ok).items)
+    assert net.list_namespaced_network_policy(refused).items == []
+    if preflight:
+        assert landed == []  # refused in the dry run: nothing anywhere
+        return
+    assert landed  # the writes before the refusal stay
+    plan = harden("plan", "-p", str(profile), "-o", "json", kubeconfig=kube.kubeconfig, state=state)
+    creates = sorted((c["key"]["namespace"], c["key"]["name"]) for c in json.loads(plan.stdout)["changes"]
+                     if c["action"] == "create")
+    missing = [(ns, f"it-quota-{i}") for ns in (ok, refused) for i in range(5)
+               if ns == refused or f"it-quota-{i}" not in landed]
+    assert creates == sorted(missing)  # what landed is recorded and in sync: the rest, and only it, remains
+    core.delete_namespaced_resource_quota("no-policies", refused)
+    r = harden("apply", "-p", str(profile), "--auto-approve", *flags, kubeconfig=kube.kubeconfig, state=state)
+    assert r.returncode == 0, r.stdout + r.stderr
+    again = harden("plan", "-p", str(profile), "--detailed-exitcode", kubeconfig=kube.kubeconfig, state=state)
+    assert again.returncode == 0, again.stdout + again.stderr

@@ -9,7 +9,8 @@ talk to one server in one run. For each size N it makes N NetworkPolicies, 10 in
 namespaces (a profile with ten `forEach` objects over the namespaces), and measures, as medians of
 --repeat runs, wall-clock seconds of separate processes, as a user would run them:
 
-  - apply of N creates: `kubectl apply --server-side` vs `harden apply --auto-approve`;
+  - apply of N creates: `kubectl apply --server-side` vs `harden apply --auto-approve`, with its
+    server-side dry run of every write first (the default) and with `--no-preflight`;
   - the no-change plan: `harden plan` vs `kubectl get networkpolicies -A -o json` and
     `kubectl diff --server-side` of the same N objects;
   - peak RSS of `harden plan` (the process's own, from wait4);
@@ -159,12 +160,17 @@ def bench_size(r: Runner, n: int, args: argparse.Namespace) -> dict:
         def fresh() -> None:
             delete()
             shutil.rmtree(state, ignore_errors=True)
+        out["harden apply no preflight"] = repeat(args.repeat, lambda: r.h(
+            "apply", "-p", str(pfile), "--state-dir", str(state), "--auto-approve", "--no-preflight", "-o", "json")[0],
+            fresh)
+        print(f"harden apply --no-preflight: {out['harden apply no preflight']}", flush=True)
+        fresh()
         out["harden apply"] = repeat(args.repeat, lambda: r.h("apply", "-p", str(pfile), "--state-dir", str(state),
                                                              "--auto-approve", "-o", "json")[0], fresh)
         print(f"harden apply: {out['harden apply']}", flush=True)
     else:
         r.k("apply", "--server-side", "--field-manager", "harden", "-f", str(manifests))
-        out["harden apply"] = None
+        out["harden apply"] = out["harden apply no preflight"] = None
     plan = [r.h("plan", "-p", str(pfile), "--state-dir", str(state), "--detailed-exitcode") for _ in range(args.repeat)]
     out["harden plan"] = [t for t, _ in plan]
     out["harden plan rss MiB"] = max(rss for _, rss in plan) / 1024
@@ -195,6 +201,7 @@ def table(results: list[dict], startup: dict) -> str:
 
     rows = [("`harden plan`, no changes", "harden plan"), ("`kubectl get networkpolicies -A -o json`", "kubectl get"),
             ("`kubectl diff --server-side`", "kubectl diff"), ("`harden apply`, N creates", "harden apply"),
+            ("`harden apply --no-preflight`, N creates", "harden apply no preflight"),
             ("`kubectl apply --server-side`, N creates", "kubectl apply"),
             ("plan without impact analysis (in-process)", "plan without impact"),
             ("plan with impact analysis (in-process)", "plan with impact")]
@@ -210,13 +217,15 @@ def table(results: list[dict], startup: dict) -> str:
         m = {k: median(v) for k, v in r.items() if isinstance(v, list) and v}
         lines.append(f"- {r['n']:,} objects: plan / `kubectl get` = {m['harden plan'] / m['kubectl get']:.2f}; "
                      f"`kubectl diff` / plan = {m['kubectl diff'] / m['harden plan']:.1f}; "
-                     + (f"`kubectl apply` / harden apply = {m['kubectl apply'] / m['harden apply']:.2f}; "
+                     + (f"`kubectl apply` / harden apply = {m['kubectl apply'] / m['harden apply']:.2f} "
+                        f"(--no-preflight {m['kubectl apply'] / m['harden apply no preflight']:.2f}); "
                         if "harden apply" in m else "harden apply skipped; ")
                      + f"impact adds {100 * (m['plan with impact'] / m['plan without impact'] - 1):.0f}%")
     if len(results) >= 2:
         a, b = results[0], results[-1]
         grow = lambda k: median(b[k]) / median(a[k]) if a.get(k) and b.get(k) else None  # noqa: E731
-        parts = [f"{k} {g:.1f}x" for k in ("harden plan", "harden apply", "kubectl get", "kubectl apply")
+        parts = [f"{k} {g:.1f}x" for k in ("harden plan", "harden apply", "harden apply no preflight", "kubectl get",
+                                           "kubectl apply")
                  if (g := grow(k)) is not None]
         lines.append(f"- growth {a['n']:,} -> {b['n']:,}: " + ", ".join(parts))
     return "\n".join(lines)

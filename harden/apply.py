@@ -132,11 +132,11 @@ def apply_plan(plan: Plan, cluster: Cluster, backend: Backend, *, parallelism: i
     if preflight:
         pool = ThreadPoolExecutor(parallelism)
         try:
-            futures = {pool.submit(guarded, stop, _write, cluster, c, True, manager): c for c in todo}
-            for fut in as_completed(futures):
-                if not isinstance(fut.exception(), NotStarted):
-                    fut.result()
-                    note("validated", futures[fut])
+            dry_runs = {pool.submit(guarded, stop, _write, cluster, c, True, manager): c for c in todo}
+            for done in as_completed(dry_runs):
+                if not isinstance(done.exception(), NotStarted):
+                    done.result()
+                    note("validated", dry_runs[done])
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 
@@ -189,14 +189,16 @@ def apply_plan(plan: Plan, cluster: Cluster, backend: Backend, *, parallelism: i
             # Each write, when it ends, is queued here. (`wait(pending, FIRST_COMPLETED)` walks every
             # pending write on each call: with 10,000 writes that was quadratic, seconds of it.)
             ended: queue.SimpleQueue[Future[None]] = queue.SimpleQueue()
-            futures = {}
-            for c in phase:
-                write = pool.submit(guarded, stop, _write, cluster, c, False, manager)
-                futures[write] = c
-                write.add_done_callback(ended.put)
-            order = {fut: i for i, fut in enumerate(futures)}
-            left = len(futures)
+            futures: dict[Future[None], Change] = {}
             try:
+                # Submitted inside the try: an interrupt while submitting still stops the rest and
+                # records what ran.
+                for c in phase:
+                    write = pool.submit(guarded, stop, _write, cluster, c, False, manager)
+                    futures[write] = c
+                    write.add_done_callback(ended.put)
+                order = {fut: i for i, fut in enumerate(futures)}
+                left = len(futures)
                 # Group commit: the writes that finished while the last batch was being recorded are
                 # recorded together, so the journal's fsync (2-3 ms each on a local disk) does not cap
                 # apply at a few hundred writes a second (issue 10).

@@ -154,7 +154,8 @@ def apply(plan_file: str | None = typer.Argument(None, help="A plan saved with `
               True, "--preflight/--no-preflight",
               help="Send every write as a server-side dry run first, so a write the server refuses (admission, "
                    "RBAC, validation) stops the apply before anything changed. --no-preflight halves the "
-                   "requests; a refused write then leaves the writes before it applied, and recorded."),
+                   "requests; a refused write then stops the apply part-way, the writes before it applied "
+                   "(the next plan shows what is left)."),
           output: Output = ResultOutputOpt) -> None:
     """Apply the changes (a saved plan exactly, or a fresh plan after confirmation)."""
     from .commands import apply_cmd

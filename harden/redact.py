@@ -47,7 +47,7 @@ def redact(obj: Obj) -> Obj:
         obj = copy.deepcopy(obj)
         for c in _containers(obj):
             for env in c.get("env") or []:
-                if "value" in env and SECRETISH.search(env.get("name", "")):
+                if _sensitive(env):
                     env["value"] = REDACTED
         ann = (obj.get("metadata") or {}).get("annotations") or {}
         if LAST_APPLIED in ann:
@@ -58,5 +58,9 @@ def redact(obj: Obj) -> Obj:
 def _has_secrets(obj: Obj) -> bool:
     if LAST_APPLIED in ((obj.get("metadata") or {}).get("annotations") or {}):
         return True
-    return any("value" in env and SECRETISH.search(env.get("name", ""))
-               for c in _containers(obj) for env in c.get("env") or [])
+    return any(_sensitive(env) for c in _containers(obj) for env in c.get("env") or [])
+
+
+def _sensitive(env: dict[str, Any]) -> bool:
+    """A literal env value whose name looks like a credential."""
+    return "value" in env and bool(SECRETISH.search(env.get("name", "")))

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
 from ..errors import InputError
@@ -196,14 +196,19 @@ class TextView(View):
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=self.err,
                             disable=not show_bar)
         with progress:
-            validate = progress.add_task("server dry-run", total=total)
-            write = progress.add_task("applying", total=total)
+            # Each bar appears with its first event: with --no-preflight there is no dry run to show.
+            tasks: dict[str, TaskID] = {}
+
+            def advance(name: str) -> None:
+                if name not in tasks:
+                    tasks[name] = progress.add_task(name, total=total)
+                progress.advance(tasks[name])
 
             def note(event: str, change: Change) -> None:
                 if event == "validated":
-                    progress.advance(validate)
+                    advance("server dry-run")
                     return
-                progress.advance(write)
+                advance("applying")
                 if not show_bar:
                     verb = "failed" if event == "failed" else change.action.verb
                     self.err.print(f"{change.key.display()}: {verb}", highlight=False)

@@ -161,7 +161,8 @@ def _declared_leaves_reference(fields: dict, desired: dict) -> list[str]:
 
 
 def _random_fields(rng, depth: int) -> dict:
-    """A random fieldsV1 set over the names the random objects use (f:, k:, v: and i: tokens)."""
+    """A random fieldsV1 set over the names the random objects use: f: fields, k: entries keyed by one
+    field (a string, a number or null) or by two, v: set members and i: indexes, with or without "."."""
     out: dict = {}
     if depth <= 0 or rng.random() < 0.25:
         return out
@@ -169,14 +170,16 @@ def _random_fields(rng, depth: int) -> dict:
         out["."] = {}
     for _ in range(rng.randint(1, 3)):
         roll = rng.random()
-        if roll < 0.6:
-            out[f"f:{rng.choice('abcd')}"] = _random_fields(rng, depth - 1)
-        elif roll < 0.8:
-            out["k:" + json.dumps({"name": rng.choice("xyz")}, separators=(",", ":"))] = _random_fields(rng, depth - 1)
-        elif roll < 0.9:
-            out['k:{"name":"x","port":1}'] = {}
+        if roll < 0.55:
+            token = f"f:{rng.choice('abcd')}"
+        elif roll < 0.75:
+            key = rng.choice([{"name": rng.choice("xyz")}, {"port": rng.choice([1, 2])}, {"name": None}])
+            token = "k:" + json.dumps(key, separators=(",", ":"))
+        elif roll < 0.85:
+            token = 'k:{"name":"x","port":1}'
         else:
-            out[rng.choice(['v:"m"', "i:0"])] = {}
+            token = rng.choice(['v:"m"', "v:0", "i:0", "i:1"])
+        out[token] = _random_fields(rng, depth - 1)
     return out
 
 
@@ -186,8 +189,11 @@ def _random_value(rng, depth: int):
         return rng.choice([1, "s", None, True])
     if roll < 0.6:
         return {k: _random_value(rng, depth - 1) for k in rng.sample("abcd", rng.randint(0, 4))}
-    return [{"name": n, **{k: _random_value(rng, depth - 2) for k in rng.sample("abcd", 2)}}
-            for n in rng.sample("xyz", rng.randint(0, 3))] if rng.random() < 0.7 else ["m", 0]
+    if roll < 0.85:  # a keyed list: entries named or numbered, a few with neither
+        entries = [{"name": n} for n in rng.sample("xyz", rng.randint(0, 3))] + \
+                  [{"port": p} for p in rng.sample([1, 2], rng.randint(0, 2))] + [{"name": None}] * rng.randint(0, 1)
+        return [{**e, **{k: _random_value(rng, depth - 2) for k in rng.sample("abcd", 2)}} for e in entries]
+    return rng.choice([["m", 0], [0, 1], [{"a": 1}], []])  # atomic lists and sets
 
 
 def test_dropped_fields_walk_agrees_with_the_slow_rule_on_random_objects():

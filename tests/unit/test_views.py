@@ -27,7 +27,7 @@ from harden.model import (
     SourceRef,
 )
 from harden.views import Output, View, headline, make, markdown, sarif, summary_line
-from harden.views.text import render_plan
+from harden.views.text import TextView, render_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 SNAPSHOT = ROOT / "examples" / "snapshot"
@@ -409,3 +409,22 @@ def test_impact_matrix_is_left_out_past_its_bound_and_the_text_says_why():
     buf = io.StringIO()
     render_impact(big, Console(file=buf, width=400, no_color=True, highlight=False))
     assert "reachability table left out: 31 pod groups (more than 30)" in buf.getvalue()
+
+
+@pytest.mark.parametrize("preflight", [True, False])
+def test_apply_progress_shows_a_dry_run_bar_only_when_there_is_a_dry_run(preflight: bool) -> None:
+    """On a terminal the apply shows one bar per pass; with --no-preflight no dry run happens, and
+    a dry-run bar stuck at 0/N would say the apply is still waiting for one."""
+
+    err = Console(file=io.StringIO(), force_terminal=True, width=80)
+    view = TextView(Console(file=io.StringIO()), err)
+    change = Change(ResourceKey("", "ConfigMap", "ns", "c"), "v1", Action.CREATE, ChangeKind.OBJECT, ("p",), "r")
+    with view.apply_progress(4) as note:
+        for _ in range(4):
+            if preflight:
+                note("validated", change)
+        for _ in range(4):
+            note("done", change)
+    shown = err.file.getvalue()
+    assert "applying" in shown and "4/4" in shown
+    assert ("server dry-run" in shown) is preflight

@@ -120,7 +120,8 @@ def apply_plan(plan: Plan, cluster: Cluster, backend: Backend, *, parallelism: i
                progress: Progress | None = None) -> Result:
     """Apply under the caller's lock. Raises StalePlan before writing anything if the plan is stale.
     `preflight`: dry-run every write first (step 2 above); without it a refused write stops the run
-    with the writes before it applied and recorded, as `terraform apply` and `kubectl apply` leave them."""
+    with the writes before it applied and recorded, as `terraform apply` and `kubectl apply` leave them
+    (a change of two requests, a release, may stop between them: the next plan reads it from the cluster)."""
     state = backend.read()
     check_fresh(plan, cluster, state)
     todo = list(plan.actionable)

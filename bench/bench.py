@@ -39,8 +39,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 
 import yaml
 
@@ -251,17 +253,30 @@ def main() -> None:
     ap.add_argument("--workloads", type=int, default=3, help="Deployments per namespace, for the impact analysis")
     ap.add_argument("--kubeconfig")
     args = ap.parse_args()
-    spec = importlib.util.spec_from_file_location("cluster", REPO / "tests/kube/cluster.py")
-    cluster = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cluster)
-    kubectl = str(cluster.kubectl())
+    kubectl = str(cluster_script().kubectl())
     if args.kubeconfig:
         run(args.kubeconfig, kubectl, args)
         return
-    d = Path(tempfile.mkdtemp(prefix="harden-bench-kube-"))
-    try:
-        info = cluster.up(d, watch_pid=os.getpid())
+    with throwaway_cluster("harden-bench-kube-") as (_, info):
         run(info["kubeconfigs"]["admin"], kubectl, args)
+
+
+def cluster_script() -> ModuleType:
+    """tests/kube/cluster.py (build, up, down, kubectl), loaded by path: it is a script, not a package."""
+    spec = importlib.util.spec_from_file_location("cluster", REPO / "tests/kube/cluster.py")
+    assert spec is not None and spec.loader is not None
+    cluster = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cluster)
+    return cluster
+
+
+@contextmanager
+def throwaway_cluster(prefix: str) -> Iterator[tuple[Path, dict]]:
+    """A fresh test cluster for one benchmark run (its directory and cluster.json), stopped after."""
+    cluster = cluster_script()
+    d = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield d, cluster.up(d, watch_pid=os.getpid())
     finally:
         cluster.down(d, quiet=True)
 

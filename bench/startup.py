@@ -12,7 +12,6 @@ time.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import statistics
 import subprocess
@@ -40,12 +39,9 @@ def measure(argv: list[str]) -> tuple[float, float]:
 
 
 def kubectl() -> str | None:
-    spec = importlib.util.spec_from_file_location("cluster", REPO / "tests/kube/cluster.py")
-    if spec is None or spec.loader is None:
-        return None
-    cluster = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cluster)
-    path = cluster.kubectl(verbose=False)
+    from bench import cluster_script  # bench/ is this script's directory
+
+    path = cluster_script().kubectl(verbose=False)
     return str(path) if path and Path(path).exists() else None
 
 

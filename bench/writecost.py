@@ -16,12 +16,10 @@ time when they share the machine; no test asserts a time.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench import cluster_script, throwaway_cluster  # noqa: E402  (bench/ is the script's directory)
 from harden.kube import KubeClient  # noqa: E402
 
 
@@ -50,17 +49,10 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=2000)
     ap.add_argument("--parallelism", type=int, default=8)
     args = ap.parse_args()
-    spec = importlib.util.spec_from_file_location("cluster", REPO / "tests/kube/cluster.py")
-    cluster = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cluster)
-    kubectl = str(cluster.kubectl())
-    d = Path(tempfile.mkdtemp(prefix="harden-writecost-"))
-    try:
-        info = cluster.up(d, watch_pid=os.getpid())
+    kubectl = str(cluster_script().kubectl())
+    with throwaway_cluster("harden-writecost-") as (d, info):
         pids = json.loads((d / "pids.json").read_text())
         measure(KubeClient(info["kubeconfigs"]["admin"]), kubectl, info["kubeconfigs"]["admin"], pids, args)
-    finally:
-        cluster.down(d, quiet=True)
 
 
 def measure(kc: KubeClient, kubectl: str, kubeconfig: str, pids: dict[str, int], args: argparse.Namespace) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from .checks import run_checks
 from .errors import Diagnostic, Diagnostics, HardenError, InputError
+from .gcpause import collector_paused
 from .graph import Install, find_installs, select_install, shared_roles
 from .impact import needs
 from .load import Selection, builtin_profile_names, load_profile, select, stack_name
@@ -158,6 +159,13 @@ def declared_kinds(stack_file: str | None, sets: list[str]) -> set[tuple[str, st
 
 def build_plan(req: Request, *, destroy: bool = False, with_impact: bool = True,
                backend: Backend | None = None) -> Planned:
+    # Rendering, reading, diffing and indexing thousands of objects allocate no cycles worth a
+    # collection (harden.gcpause): 0.12 s of a 1.45 s no-change plan at 10,000 objects.
+    with collector_paused():
+        return _build_plan(req, destroy=destroy, with_impact=with_impact, backend=backend)
+
+
+def _build_plan(req: Request, *, destroy: bool, with_impact: bool, backend: Backend | None) -> Planned:
     names = {load_profile(p).name for p in req.profiles} if destroy else set()
     if destroy and req.stack_file and names:
         # Destroying some profiles of a stack = planning the stack without them, keeping only what

@@ -11,7 +11,7 @@ import enum
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import __version__
 
@@ -33,9 +33,13 @@ def field_manager(stack: str) -> str:
 Obj = dict[str, Any]
 
 
-@dataclass(frozen=True, order=True)
-class ResourceKey:
-    """Identity of an object: group, kind, namespace, name (as gitops-engine's ResourceKey)."""
+class ResourceKey(NamedTuple):
+    """Identity of an object: group, kind, namespace, name (as gitops-engine's ResourceKey).
+
+    A named tuple, not a frozen dataclass: every index of the live state is keyed by it, and a
+    tuple hashes and compares in C where a dataclass calls Python `__hash__` and `__eq__` on each
+    lookup (a third of the cost of indexing 13,000 objects).
+    """
 
     group: str
     kind: str

@@ -84,9 +84,15 @@ class Rendered:
     values: dict[str, Any] = field(default_factory=dict)
 
 
-def substitute(value: Any, values: dict[str, Any], texts: dict[str, str] | None = None) -> Any:
-    """Replace `${name}`: a whole-string reference by the typed value, an embedded one by its text."""
+def substitute(value: Any, values: dict[str, Any], texts: dict[str, str] | None = None,
+               static: frozenset[int] = frozenset()) -> Any:
+    """Replace `${name}`: a whole-string reference by the typed value, an embedded one by its text.
+
+    `static`: ids of the mappings and lists in `value` that hold no reference (`static_parts`);
+    those are returned as they are, shared with `value`, instead of copied."""
     texts = texts if texts is not None else {k: _text(v) for k, v in values.items()}
+    if id(value) in static:
+        return value
     if isinstance(value, str):
         ref = whole_reference(value)
         if ref is not None:
@@ -95,11 +101,11 @@ def substitute(value: Any, values: dict[str, Any], texts: dict[str, str] | None 
             return Placeholders(value).substitute(texts)
         return value
     if isinstance(value, dict):
-        return {k: substitute(v, values, texts) for k, v in value.items()}
+        return {k: substitute(v, values, texts, static) for k, v in value.items()}
     if isinstance(value, list):
         out = []
         for item in value:
-            rendered = substitute(item, values, texts)
+            rendered = substitute(item, values, texts, static)
             # `- ${peers}` where the parameter is a list splices the list in place.
             if isinstance(item, str) and item.strip().startswith("${") and isinstance(rendered, list):
                 out.extend(rendered)
@@ -109,11 +115,34 @@ def substitute(value: Any, values: dict[str, Any], texts: dict[str, str] | None 
     return value
 
 
-def _substitute(profile: Profile, at: tuple[Any, ...], value: Any, values: dict[str, Any], texts: dict[str, str]) -> Any:
+def static_parts(value: Any) -> frozenset[int]:
+    """Ids of the mappings and lists within `value` (itself included) that hold no `${...}`."""
+    out: set[int] = set()
+
+    def walk(v: Any) -> bool:
+        if isinstance(v, str):
+            return "${" not in v
+        if isinstance(v, dict):
+            kids = [walk(x) for x in v.values()]
+        elif isinstance(v, list):
+            kids = [walk(x) for x in v]
+        else:
+            return True
+        if all(kids):
+            out.add(id(v))
+            return True
+        return False
+
+    walk(value)
+    return frozenset(out)
+
+
+def _substitute(profile: Profile, at: tuple[Any, ...], value: Any, values: dict[str, Any], texts: dict[str, str],
+                static: frozenset[int] = frozenset()) -> Any:
     """`substitute`, with a reference to a key the given value lacks (`${labels.tier}` when the
     labels have no `tier`) reported at the profile line that makes it."""
     try:
-        return substitute(value, values, texts)
+        return substitute(value, values, texts, static)
     except KeyError as exc:
         ref = exc.args[0]
         where = next((at + p for p, text in strings_in(value) if f"${{{ref}}}" in text or f"${ref}" in text), at)
@@ -205,9 +234,10 @@ def _own_rule_lists(body: Obj) -> None:
     next apply removes, instead of a field nobody declared."""
     spec = body.get("spec") if body.get("kind") == "NetworkPolicy" else None
     if isinstance(spec, dict):
-        for kind, key in (("Ingress", "ingress"), ("Egress", "egress")):
-            if kind in (spec.get("policyTypes") or []) and key not in spec:
-                spec[key] = []
+        missing = [key for kind, key in (("Ingress", "ingress"), ("Egress", "egress"))
+                   if kind in (spec.get("policyTypes") or []) and key not in spec]
+        if missing:
+            body["spec"] = {**spec, **{key: [] for key in missing}}  # `spec` may be shared: not changed
 
 
 def graph_values(install: Install | None) -> dict[str, Any]:
@@ -274,16 +304,22 @@ def render(selected: Selected, stack: str, install: Install | None = None) -> Re
                                  hint=f"set {loop['parameter']} to a list (an empty list [] renders no object)")
             if not items and loop.get("ifEmpty"):
                 items = [raw_values.get(loop["ifEmpty"])]  # e.g. no workflow namespaces: the install's
+        # The parts of the template that hold no reference are the same in every object it renders:
+        # those are shared, not copied (a `forEach` over 1,000 namespaces copied each spec 1,000
+        # times). Nothing downstream changes a rendered body in place (normalization and merging
+        # copy on write), and the two changes made here build new mappings along their way.
+        static = static_parts(template) - {id(template)}
+        line = profile.line("objects", i)
         for item in items:
             v, t = values, texts
             if loop:
                 v, t = {**values, loop["as"]: item}, _Texts({**texts, loop["as"]: _text(item)})
-            body = _substitute(profile, ("objects", i), template, v, t)
+            body = _substitute(profile, ("objects", i), template, v, t, static)
             _own_rule_lists(body)
-            meta = body.setdefault("metadata", {})
-            meta["labels"] = {**(meta.get("labels") or {}), LABEL_MANAGED_BY: MANAGER,
-                              LABEL_PROFILE: profile.name, LABEL_STACK: stack}
-            objects.append(DesiredObject(ResourceKey.of(body), body, profile.name, profile.line("objects", i)))
+            meta = body.get("metadata") or {}
+            body["metadata"] = {**meta, "labels": {**(meta.get("labels") or {}), LABEL_MANAGED_BY: MANAGER,
+                                                   LABEL_PROFILE: profile.name, LABEL_STACK: stack}}
+            objects.append(DesiredObject(ResourceKey.of(body), body, profile.name, line))
     targets = []
     for ti, t in enumerate(data.get("targets", [])):
         cands = []

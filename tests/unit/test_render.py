@@ -120,6 +120,53 @@ def test_profile_labels_are_kept_beside_harden_labels(tmp_path):
     assert r.objects[0].line == profile.line("objects", 0)
 
 
+def test_rendering_never_changes_the_profile_even_where_objects_share_its_parts(tmp_path):
+    # Parts of a template with no reference are shared by every object rendered from it; the labels
+    # and the `ingress: []` render adds must land on the object, never in the profile or a sibling.
+    import copy
+
+    from harden.mergekeys import BUILTIN
+    from harden.model import Live, State
+    from harden.plan import make_plan
+
+    p = tmp_path / "shared.yaml"
+    p.write_text(textwrap.dedent("""\
+        apiVersion: harden.dev/v1alpha1
+        kind: Profile
+        metadata:
+          name: shared
+          title: t
+          recommendation: [{document: d, section: s}]
+        parameters:
+          - {name: namespaces, type: stringList, default: [a, b, c]}
+        objects:
+          - forEach: {parameter: namespaces, as: ns}
+            apiVersion: networking.k8s.io/v1
+            kind: NetworkPolicy
+            metadata: {name: deny, namespace: "${ns}"}
+            spec: {podSelector: {}, policyTypes: [Ingress]}
+          - apiVersion: v1
+            kind: ConfigMap
+            metadata: {name: fixed, namespace: a, labels: {team: sec}}
+            data: {k: v}
+        """))
+    profile = load_profile(str(p))
+    before = copy.deepcopy(profile.data)
+    first = render(Selected(profile, {"namespaces": ["a", "b", "c"]}), "st")
+    again = render(Selected(profile, {"namespaces": ["a", "b", "c"]}), "other")
+    assert profile.data == before
+    deny = [o.body for o in first.objects if o.key.kind == "NetworkPolicy"]
+    assert [d["metadata"]["namespace"] for d in deny] == ["a", "b", "c"]
+    assert all(d["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": []} for d in deny)
+    cm = next(o.body for o in again.objects if o.key.kind == "ConfigMap")
+    assert cm["metadata"]["labels"][LABEL_STACK] == "other"
+    assert next(o.body for o in first.objects if o.key.kind == "ConfigMap")["metadata"]["labels"][LABEL_STACK] == "st"
+    # Planning (normalization, diffing against nothing) leaves the shared parts alone too.
+    make_plan([first], Live(), State("st"), "st", keys=BUILTIN)
+    assert profile.data == before
+    assert all(d["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": []} for d in deny)
+
+
 # -- when: -----------------------------------------------------------------------------------------
 
 def test_db_egress_with_cidr_has_no_ingress_policy_in_db_namespace():

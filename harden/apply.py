@@ -32,7 +32,7 @@ from typing import Protocol
 from .errors import HardenError, StalePlan
 from .model import MANAGER, Action, Change, ChangeKind, Obj, Phase, Plan, ResourceKey, field_manager
 from .parallel import NotStarted, guarded
-from .plan import record_for
+from .plan import in_sync_token, record_for, written_in_sync
 from .state import Backend, Entry, Record, State, entries_for, fold
 
 
@@ -83,7 +83,8 @@ def check_fresh(plan: Plan, cluster: Cluster, state: State) -> None:
                             hint="run `harden plan` again to see the current changes")
 
 
-def _write(cluster: Cluster, c: Change, dry_run: bool, manager: str) -> None:
+def _write(cluster: Cluster, c: Change, dry_run: bool, manager: str) -> Obj | None:
+    """Carry out one change; the object as the server returned it from an object's create or update."""
     precondition = bool(c.observed_resource_version)
     if c.action is Action.UPDATE and c.release_first:
         # Hand dropped fields back first: once their value is the old owner's again, harden's apply
@@ -99,8 +100,8 @@ def _write(cluster: Cluster, c: Change, dry_run: bool, manager: str) -> None:
         assert body is not None, f"{c.action.value} of {c.key.display()} without a body"  # plan.py gives each one
         if c.action is Action.UPDATE and precondition:
             body = {**body, "metadata": {**body["metadata"], "resourceVersion": c.observed_resource_version}}
-        cluster.apply(body, manager=manager, dry_run=dry_run, force=True)
-    elif c.action is Action.RELEASE:
+        return cluster.apply(body, manager=manager, dry_run=dry_run, force=True)
+    if c.action is Action.RELEASE:
         if c.body:
             body = c.body
             if c.observed_resource_version:
@@ -114,6 +115,7 @@ def _write(cluster: Cluster, c: Change, dry_run: bool, manager: str) -> None:
     elif c.action is Action.DELETE and c.observed_resource_version is not None:
         cluster.delete(c.api_version, c.key.kind, c.key.namespace, c.key.name,
                        resource_version=c.observed_resource_version, dry_run=dry_run)
+    return None
 
 
 def apply_plan(plan: Plan, cluster: Cluster, backend: Backend, *, parallelism: int = 8, preflight: bool = True,
@@ -152,27 +154,34 @@ def apply_plan(plan: Plan, cluster: Cluster, backend: Backend, *, parallelism: i
         backend.append(entries, durable=durable)
         journal.extend(entries)
 
-    def record(done: list[Change]) -> None:
-        """Record writes that landed: one journal append (one fsync) for all of them."""
+    def record(done: list[tuple[Change, Obj | None]]) -> None:
+        """Record writes that landed (each with what the server returned for it): one journal
+        append (one fsync) for all of them."""
         with lock:
             changes: list[tuple[str, Record | None]] = []
-            for c in done:
+            for c, written in done:
                 if c.action in (Action.DELETE, Action.RELEASE):
                     records.pop(str(c.key), None)
                     changes.append((str(c.key), None))
                 else:
-                    records[str(c.key)] = _merge_record(records.get(str(c.key)), record_for(c))
+                    new = record_for(c, written_in_sync(c, written, manager))
+                    records[str(c.key)] = _merge_record(records.get(str(c.key)), new)
                     changes.append((str(c.key), records[str(c.key)]))
             log(changes)
-            result.done.extend(done)
+            result.done.extend(c for c, _ in done)
 
     try:
         first: list[tuple[str, Record | None]] = []
-        # Objects in sync but missing from state (a killed run wrote them, then died) are recorded too.
+        # Objects in sync but missing from state (a killed run wrote them, then died) are recorded too,
+        # and an object the plan found in sync is recorded as in sync at the resourceVersion it read,
+        # so the next plan of it needs no diff while nobody writes it (`plan.in_sync_token`).
         for c in plan.changes:
-            if c.action is Action.NOOP and str(c.key) not in records:
-                records[str(c.key)] = record_for(c)
-                first.append((str(c.key), records[str(c.key)]))
+            if c.action is not Action.NOOP or (c.kind is not ChangeKind.OBJECT and str(c.key) in records):
+                continue
+            rec = record_for(c, in_sync_token(c.observed_resource_version))
+            if records.get(str(c.key)) != rec:
+                records[str(c.key)] = rec
+                first.append((str(c.key), rec))
         # A patch's restore point (the value before harden) is recorded, durably, before the write:
         # if the write lands and the process dies before recording it, the next plan must not
         # mistake harden's value for the original.
@@ -189,8 +198,8 @@ def apply_plan(plan: Plan, cluster: Cluster, backend: Backend, *, parallelism: i
             pool = ThreadPoolExecutor(parallelism)
             # Each write, when it ends, is queued here. (`wait(pending, FIRST_COMPLETED)` walks every
             # pending write on each call: with 10,000 writes that was quadratic, seconds of it.)
-            ended: queue.SimpleQueue[Future[None]] = queue.SimpleQueue()
-            futures: dict[Future[None], Change] = {}
+            ended: queue.SimpleQueue[Future[Obj | None]] = queue.SimpleQueue()
+            futures: dict[Future[Obj | None], Change] = {}
             try:
                 # Submitted inside the try: an interrupt while submitting still stops the rest and
                 # records what ran.
@@ -209,27 +218,27 @@ def apply_plan(plan: Plan, cluster: Cluster, backend: Backend, *, parallelism: i
                         while True:
                             finished.append(ended.get_nowait())
                     left -= len(finished)
-                    landed = []
+                    landed: list[tuple[Change, Obj | None]] = []
                     for fut in sorted(finished, key=order.__getitem__):
                         c = futures[fut]
                         try:
-                            fut.result()
+                            written = fut.result()
                         except NotStarted:
                             continue  # an earlier write failed
                         except HardenError as exc:
                             result.failed.append((c, exc))
                             note("failed", c)
                             continue
-                        landed.append(c)
+                        landed.append((c, written))
                     record(landed)
-                    for c in landed:
+                    for c, _ in landed:
                         note("done", c)
             except BaseException:
                 # Interrupted (Ctrl-C): start nothing new, let running writes finish, record them.
                 stop.set()
                 pool.shutdown(wait=True, cancel_futures=True)
                 recorded = set(map(id, result.done))
-                record([c for fut, c in futures.items()
+                record([(c, fut.result()) for fut, c in futures.items()
                         if fut.done() and not fut.cancelled() and fut.exception() is None and id(c) not in recorded])
                 raise
             finally:

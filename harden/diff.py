@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from .fieldpath import Step, path_text, step
-from .mergekeys import MergeKeys
+from .mergekeys import ATOMIC_ONLY, MergeKeys
 from .model import FieldChange, Obj
 from .normalize import normalize
 
@@ -77,14 +77,33 @@ def _maybe_yaml(text: Any) -> Any:
     return parsed if isinstance(parsed, (dict, list)) else text
 
 
-def diff_fields(desired: Obj, live: Obj | None, keys: MergeKeys) -> list[FieldChange]:
-    """Field changes that applying `desired` would make to `live` (None: the object is new)."""
+def _wanted(desired: Obj) -> Obj:
+    """What is compared of `desired`: `comparable`, without the identity (apiVersion, kind, name, namespace)."""
     want = comparable(desired)
     for k in ("apiVersion", "kind"):
         want.pop(k, None)
     want["metadata"] = {k: v for k, v in want["metadata"].items() if k not in ("name", "namespace")}
     if not want["metadata"]:
         del want["metadata"]
+    return want
+
+
+def holds(desired: Obj, live: Obj) -> bool:
+    """Does `live` hold exactly what `desired` declares, with every list equal as a whole?
+
+    Stricter than an empty `diff_fields` under any merge-key table (a list equal as a whole is equal
+    entry by entry under any key), so the answer stands whatever cluster schema the next plan reads.
+    Both sides are normalized as the diff normalizes them, so it is a judgement of this harden
+    version: whoever keeps it keeps the version with it (`plan.in_sync_token`).
+    """
+    want = _wanted(desired)
+    return _identical(project(live, want, ATOMIC_ONLY), want) or \
+        _identical(project(comparable(live), want, ATOMIC_ONLY), want)
+
+
+def diff_fields(desired: Obj, live: Obj | None, keys: MergeKeys) -> list[FieldChange]:
+    """Field changes that applying `desired` would make to `live` (None: the object is new)."""
+    want = _wanted(desired)
     if live is None:
         return [FieldChange(path_text(p), None, v) for p, v in _leaves(want, [])]
     # Most objects of a no-change plan are equal: settle those at C speed and spend DeepDiff only

@@ -48,7 +48,12 @@ from .mergekeys import BUILTIN
 from .model import MANAGER, Obj
 from .yamlsrc import load_documents
 
-PAGE = 500
+# Objects per LIST page. kubectl and client-go's pager use 500; each page is a round trip in which
+# the client waits for the server, so fewer pages overlap less idle time. Measured on the 10,000-policy
+# benchmark (bench/), reading the whole live state: 500 -> 0.36 s, 1,000 -> 0.30 s, 2,000 -> 0.29 s,
+# 5,000 -> 0.29 s (medians of 5). A page of 2,000 NetworkPolicies is about 1.5 MB of JSON, and a
+# connection reset re-reads one page.
+PAGE = 2000
 T = TypeVar("T")
 
 NO_INSECURE = ("fix certificate-authority or certificate-authority-data for this cluster in the kubeconfig "

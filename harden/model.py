@@ -405,6 +405,11 @@ class Record:
     digest: str
     field_paths: tuple[str, ...] = ()
     restore: Restore | None = None  # patches: the fields' values and owner before harden
+    # Objects: `RESOURCEVERSION@HARDENVERSION` at which this harden found the object in sync with the
+    # body of `digest`, from what the server returned for its write or from a plan's diff (see
+    # `harden.plan.in_sync_token`). A plan that finds the same resourceVersion and the same body
+    # needs no diff: every write moves the resourceVersion on. None: the plan compares field by field.
+    in_sync: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"key": self.key, "apiVersion": self.api_version, "kind": self.kind.value,
@@ -413,14 +418,18 @@ class Record:
             d["fieldPaths"] = list(self.field_paths)
         if self.restore is not None:
             d["restore"] = self.restore.to_dict()
+        if self.in_sync is not None:
+            d["inSync"] = self.in_sync
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Record:
         # State format 1 joined several profiles into one string: "a, b".
         profiles = tuple(d["profiles"]) if "profiles" in d else tuple(d["profile"].split(", "))
+        in_sync = d.get("inSync")
         return cls(d["key"], d["apiVersion"], ChangeKind(d["kind"]), profiles, d["digest"],
-                   tuple(d.get("fieldPaths", [])), Restore.from_dict(d.get("restore")))
+                   tuple(d.get("fieldPaths", [])), Restore.from_dict(d.get("restore")),
+                   in_sync if isinstance(in_sync, str) else None)
 
 
 @dataclass(frozen=True)

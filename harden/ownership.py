@@ -122,34 +122,38 @@ def dropped_fields(desired: Obj, live: Obj, own: str) -> list[FieldChange]:
     for entry in (live.get("metadata") or {}).get("managedFields") or []:
         if entry.get("manager") != own or entry.get("operation") != "Apply":
             continue
-        for path in _undeclared(entry.get("fieldsV1") or {}, desired, []):
-            if path:
-                out.append(FieldChange(path_text(path), get_at(live, path), None))
+        missing: list[list[Step]] = []
+        _undeclared(entry.get("fieldsV1") or {}, desired, [], missing)
+        out += [FieldChange(path_text(path), get_at(live, path), None) for path in missing if path]
     return out
 
 
-def _undeclared(fields: dict[str, Any], node: Any, path: list[Step]) -> Iterator[list[Step]]:
-    """The leaves of `fields` (as `_owned_leaves` lists them) that `node` does not declare, found in
-    one walk down both: every object harden applied pays this on every plan, and nearly always
-    nothing is missing, so no path is built unless a field is. A leaf below a value harden declares
-    whole (a scalar or an atomic list where fieldsV1 goes deeper) counts as declared."""
+def _undeclared(fields: dict[str, Any], node: Any, path: list[Step], out: list[list[Step]]) -> None:
+    """Add to `out` the leaves of `fields` (as `_owned_leaves` lists them) that `node` does not
+    declare, found in one walk down both: every object harden applied pays this on every plan, and
+    nearly always nothing is missing, so no path is copied unless a field is (`path` is the walk's
+    own stack). A leaf below a value harden declares whole (a scalar or an atomic list where
+    fieldsV1 goes deeper) counts as declared."""
     for token, sub in fields.items():
         if token == ".":
             continue
         if token.startswith("f:"):
-            p: Step = token[2:]
             if not isinstance(node, dict):
                 continue  # below an atomic value harden declares as a whole
+            p: Step = token[2:]
+            child = node.get(p)
         elif token.startswith("k:"):
             key = json.loads(token[2:])
             if len(key) != 1:
                 continue  # a compound key: the list is one field, and `node` has it
             (name, value), = key.items()
             p = (name, value)
+            child = step(node, p)
         else:
             return  # v: and i: belong to the list at `path`, owned as a whole, and `node` has it
-        child = step(node, p)
+        path.append(p)
         if child is None:
-            yield from _owned_leaves(sub, path + [p])
-        elif any(k != "." for k in sub):
-            yield from _undeclared(sub, child, path + [p])
+            out += _owned_leaves(sub, list(path))
+        elif len(sub) > 1 or "." not in sub:
+            _undeclared(sub, child, path, out)
+        path.pop()

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from . import __version__
-from .diff import diff_fields
+from .diff import diff_fields, holds
 from .errors import Diagnostic, Diagnostics
 from .graph import flag_values, workload_args
 from .load import Selected
@@ -187,7 +187,8 @@ def make_plan(rendered: list[Rendered], live: Live, state: State, stack: str, *,
                         hint=f"select the profile in one stack only, or destroy it in stack {other!r} first"))
                     continue
                 changes.append(_object_change(d.key, d.body, d.profile, live.get(d.key), own,
-                                              SourceRef(profile_files.get(d.profile), d.line), keys))
+                                              SourceRef(profile_files.get(d.profile), d.line), keys,
+                                              state.records.get(str(d.key))))
 
         # Resolve targets, then group patch intents by the object they land on.
         resolved: dict[tuple[str, str], Resolved] = {}
@@ -238,17 +239,17 @@ def make_plan(rendered: list[Rendered], live: Live, state: State, stack: str, *,
         if skey in wanted or (destroy_profiles and not destroy_profiles & set(rec.profiles)):
             continue
         changes.append(_removal(ResourceKey.parse(skey), rec, live, keys))
+    # One pass over the live objects for the two kinds of leftovers below (each reported in key order).
+    unknown = sorted(((key, obj) for key, obj in live.objects.items()
+                      if (skey := str(key)) not in wanted and skey not in state.records), key=lambda kv: kv[0])
     # Fields harden set whose record was lost with the state: the original rides on the object.
-    for key, obj in sorted(live.objects.items()):
-        if str(key) in wanted or str(key) in state.records:
-            continue
+    for key, obj in unknown:
         original = original_record(obj, stack)
         if original is not None and (not destroy_profiles or destroy_profiles & set(original.profiles)):
             changes.append(_removal(key, original, live, keys))
-    known = wanted | set(state.records)
-    for key, obj in sorted(live.objects.items()):
+    for key, obj in unknown:
         labels = (obj.get("metadata") or {}).get("labels") or {}
-        if (labels.get(LABEL_MANAGED_BY) == MANAGER and labels.get(LABEL_STACK) == stack and str(key) not in known
+        if (labels.get(LABEL_MANAGED_BY) == MANAGER and labels.get(LABEL_STACK) == stack
                 and (not destroy_profiles or labels.get(LABEL_PROFILE) in destroy_profiles)):
             changes.append(_phased(Change(key, obj["apiVersion"], Action.DELETE, ChangeKind.OBJECT,
                                           (labels.get(LABEL_PROFILE, "?"),),
@@ -278,7 +279,7 @@ def _phased(change: Change) -> Change:
         phase = Phase.PREPARE
     else:
         phase = Phase.ISOLATE if deny else Phase.WRITE
-    return replace(change, phase=phase)
+    return change if change.phase is phase else replace(change, phase=phase)
 
 
 def _is_default_deny(change: Change) -> bool:
@@ -293,7 +294,15 @@ def _is_default_deny(change: Change) -> bool:
 
 
 def _object_change(key: ResourceKey, body: Obj, profile: str, live: Obj | None, own: str,
-                   source: SourceRef, keys: MergeKeys) -> Change:
+                   source: SourceRef, keys: MergeKeys, record: Record | None = None) -> Change:
+    if live is not None and record is not None and record.in_sync is not None \
+            and record.in_sync == in_sync_token(live["metadata"].get("resourceVersion")) \
+            and record.digest == digest(body):
+        # Known in sync at this very resourceVersion with this very body, and no write since (any
+        # write moves the resourceVersion on): the verdict a field-by-field diff would reach.
+        return _phased(Change(key, body["apiVersion"], Action.NOOP, ChangeKind.OBJECT, (profile,), "in sync",
+                              body=body, observed_resource_version=live["metadata"]["resourceVersion"],
+                              source=source))
     fields = diff_fields(body, live, keys)
     if live is None:
         return _phased(Change(key, body["apiVersion"], Action.CREATE, ChangeKind.OBJECT, (profile,),
@@ -418,9 +427,28 @@ def _top_fields(obj: Obj) -> Iterator[tuple[str, Any]]:
             yield k, obj[k]
 
 
-def record_for(change: Change) -> Record:
+def record_for(change: Change, in_sync: str | None = None) -> Record:
     return Record(str(change.key), change.api_version, change.kind, change.profiles, digest(change.body),
-                  change.field_paths, change.restore if change.kind is ChangeKind.PATCH else None)
+                  change.field_paths, change.restore if change.kind is ChangeKind.PATCH else None,
+                  in_sync if change.kind is ChangeKind.OBJECT else None)
+
+
+def in_sync_token(resource_version: str | None) -> str | None:
+    """What a record keeps of an object known to hold its body: the object's resourceVersion, and
+    the harden version that judged it (another version may compare differently)."""
+    return f"{resource_version}@{__version__}" if resource_version else None
+
+
+def written_in_sync(change: Change, written: Obj | None, own: str) -> str | None:
+    """The in-sync token of an object write, from the object the server returned for it: only if
+    that object holds exactly the body written (`diff.holds`) and harden owns no field the body
+    left out (a mutating webhook or a server default that rewrites a declared field leaves the
+    object to be compared field by field, as before)."""
+    if change.kind is not ChangeKind.OBJECT or change.body is None or not isinstance(written, dict):
+        return None
+    if not holds(change.body, written) or dropped_fields(change.body, written, own):
+        return None
+    return in_sync_token((written.get("metadata") or {}).get("resourceVersion"))
 
 
 def predict(live: Live, plan: Plan, keys: MergeKeys = BUILTIN) -> list[Obj]:

@@ -130,6 +130,37 @@ def test_apply_then_plan_is_empty(kube, pristine):
     assert any(m.manager == "harden-it-argo" for m in np.metadata.managed_fields)  # one manager per stack
 
 
+def test_apply_records_objects_in_sync_and_a_hand_edit_still_shows_as_drift(kube, applied):
+    from harden import __version__
+
+    net = client.NetworkingV1Api(kube.api_client)
+
+    def records() -> dict:
+        return {r["key"]: r for r in json.loads((applied.state / "it-argo.json").read_text())["records"].values()}
+
+    owned = {k: r for k, r in records().items() if r["kind"] == "object" and k.startswith("networking.k8s.io/")}
+    assert owned
+    for key, rec in owned.items():
+        name = key.rsplit("/", 1)[1]
+        # The resourceVersion the write left: what a plan may trust until somebody writes the object.
+        assert rec["inSync"] == f"{net.read_namespaced_network_policy(name, NS).metadata.resource_version}@{__version__}"
+    # Somebody opens the default-deny policy to every source: a new resourceVersion, so a field-by-field diff.
+    deny = net.read_namespaced_network_policy("harden-default-deny", NS)
+    deny.spec.ingress = [client.V1NetworkPolicyIngressRule()]
+    net.replace_namespaced_network_policy("harden-default-deny", NS, deny)
+    r = applied.run(kube, "plan", "--detailed-exitcode")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "~ NetworkPolicy.networking.k8s.io argo/harden-default-deny" in r.stdout
+    assert "Plan: 0 to add, 1 to change, 0 to destroy." in r.stdout
+    r = applied.run(kube, "apply", "--auto-approve")
+    assert r.returncode == 0, r.stdout + r.stderr
+    live = net.read_namespaced_network_policy("harden-default-deny", NS)
+    assert not live.spec.ingress
+    key = f"networking.k8s.io/NetworkPolicy/{NS}/harden-default-deny"
+    assert records()[key]["inSync"] == f"{live.metadata.resource_version}@{__version__}"
+    assert applied.run(kube, "plan", "--detailed-exitcode").returncode == 0
+
+
 def test_server_account_may_list_but_not_create_workflows(kube, applied):
     user = f"system:serviceaccount:{NS}:argo-server"
     assert _sar(kube, user, "list", "workflows", "argoproj.io", NS)

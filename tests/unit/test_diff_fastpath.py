@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import random
 from collections.abc import Callable
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from deployments import DEPLOY, live_deploy
 from golden_pairs import pair
 
 import harden.diff as diff
-from harden.mergekeys import BUILTIN
+from harden.mergekeys import ATOMIC_ONLY, BUILTIN, MergeKeys
 
 SEEDS = range(25)
 
@@ -217,3 +218,36 @@ def test_fast_path_settles_equal_objects_without_deepdiff(monkeypatch: pytest.Mo
     assert diff.diff_fields(DEPLOY, live_deploy(), BUILTIN) == []
     with pytest.raises(AssertionError, match="DeepDiff ran"):
         diff.diff_fields(DEPLOY, live_deploy(("server",)), BUILTIN)
+
+
+# Merge-key tables a cluster might serve: the built-in one, none keyed, and more lists keyed.
+TABLES = (BUILTIN, ATOMIC_ONLY, MergeKeys(MappingProxyType({**BUILTIN.keyed, "ports": "port", "subjects": "name"})))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_an_object_that_holds_its_body_diffs_empty_under_any_merge_table(case: str) -> None:
+    """`holds` decides the in-sync record an apply leaves (`plan.written_in_sync`), which a later plan
+    trusts without a diff: it must never say so of an object the diff, under any table, would change."""
+    desired, fresh, mutate = CASES[case]
+    held = 0
+    for seed in SEEDS:
+        rng = random.Random(f"holds-{case}-{seed}")
+        live = fresh()
+        differs = mutate(live, rng)
+        if diff.holds(desired, live):
+            held += 1
+            assert not differs, f"seed {seed}: holds, but the mutation made a difference"
+            for keys in TABLES:
+                assert diff.diff_fields(desired, live, keys) == [], f"seed {seed}: holds, yet {keys} finds a change"
+    if case == "equal":
+        assert held == len(SEEDS), "what the server adds beside harden's fields must not stop an object holding"
+
+
+def test_holds_reads_both_sides_normalized_but_every_list_whole() -> None:
+    live = copy.deepcopy(NETPOL.live)
+    assert diff.holds(NETPOL.config, live)
+    del live["spec"]["ingress"][0]["ports"][0]["protocol"]  # the server's default, left out: the same
+    assert diff.holds(NETPOL.config, live)
+    # A keyed list with an entry harden does not declare: no change to the diff, but not held whole.
+    assert diff.diff_fields(DEPLOY, live_deploy(), BUILTIN) == []
+    assert not diff.holds(DEPLOY, live_deploy())

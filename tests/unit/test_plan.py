@@ -523,3 +523,64 @@ def test_re_plan_after_a_patch_writes_the_same_original():
     again = only_change(make_plan(rendered(["workflow-restrictions"]), live_of(applied), state, STACK))
     assert again.action is Action.NOOP, [(f.path, f.before, f.after) for f in again.fields]
     assert again.restore == first.restore
+
+
+# -- the in-sync record: no diff for an object nobody wrote since harden found it in sync ----------
+
+def _written(c, rv="41"):
+    """What the API server returns for an apply of `c`: its body as stored, harden owning every field."""
+    return server_copy(c.body, rv=rv)
+
+
+def test_an_apply_that_left_the_object_as_written_records_it_in_sync():
+    from harden.plan import in_sync_token, written_in_sync
+
+    c = only_change(make_plan(rendered(["metrics-ingress"]), live_of(), State(STACK), STACK))
+    written = _written(c)
+    own = "harden"  # the manager the recording applied under
+    assert [m["manager"] for m in written["metadata"]["managedFields"]] == [own]
+    assert written_in_sync(c, written, "someone-else") == in_sync_token("41")  # owns nothing here: nothing to prune
+    assert written_in_sync(c, written, own) == in_sync_token("41")
+    # The server (a mutating webhook, a default harden does not know) rewrote a declared field:
+    # the object is left to be compared field by field.
+    mutated = copy.deepcopy(written)
+    mutated["spec"]["ingress"][0]["ports"][0]["port"] = 1
+    assert written_in_sync(c, mutated, own) is None
+    # Another actor's entry in a list harden declares: the list is not held as a whole.
+    appended = copy.deepcopy(written)
+    appended["spec"]["ingress"].append({"from": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]})
+    assert written_in_sync(c, appended, own) is None
+    # harden owns a field the body no longer declares: the next apply would prune it.
+    extra = copy.deepcopy(written)
+    extra["metadata"]["managedFields"][0]["fieldsV1"]["f:metadata"]["f:annotations"] = {"f:note": {}}
+    assert written_in_sync(c, extra, own) is None
+    assert written_in_sync(c, None, own) is None
+    assert written_in_sync(c, {k: v for k, v in written.items() if k != "metadata"} | {"metadata": {}}, own) is None
+
+
+def test_a_plan_trusts_the_in_sync_record_only_at_its_resource_version_body_and_version():
+    from harden.plan import in_sync_token
+
+    r = rendered(["metrics-ingress"])
+    c = only_change(make_plan(r, live_of(), State(STACK), STACK))
+    rec = record_for(c, in_sync_token("41"))
+    assert rec.in_sync == in_sync_token("41") and Record.from_dict(rec.to_dict()) == rec
+    state = State(STACK, "l", 1, {str(c.key): rec})
+    live = _written(c, rv="41")
+    live["spec"]["ingress"][0]["ports"][0]["port"] = 1  # not what the server would keep at rv 41
+    same = only_change(make_plan(r, live_of(live), state, STACK))
+    # At resourceVersion 41 nothing was written since the object held its body: no diff is made.
+    assert (same.action, same.reason, same.observed_resource_version) == (Action.NOOP, "in sync", "41")
+    # Any write moves the resourceVersion on: then the diff decides, and finds the change.
+    moved = copy.deepcopy(live)
+    moved["metadata"]["resourceVersion"] = "42"
+    assert only_change(make_plan(r, live_of(moved), state, STACK)).action is Action.UPDATE
+    # Another body (the profile changed) or another harden version: the diff decides too.
+    other_body = State(STACK, "l", 1, {str(c.key): Record(**{**rec.__dict__, "digest": "0" * 16})})
+    assert only_change(make_plan(r, live_of(live), other_body, STACK)).action is Action.UPDATE
+    other_version = State(STACK, "l", 1, {str(c.key): Record(**{**rec.__dict__, "in_sync": "41@0.0.0-other"})})
+    assert only_change(make_plan(r, live_of(live), other_version, STACK)).action is Action.UPDATE
+    # And without the record's shortcut the verdicts agree wherever the object really is in sync.
+    held = _written(c, rv="41")
+    assert only_change(make_plan(r, live_of(held), state, STACK)) == \
+        only_change(make_plan(r, live_of(held), State(STACK, "l", 1, {str(c.key): record_for(c)}), STACK))

@@ -341,7 +341,21 @@ def version() -> None:
 
 
 def main() -> None:
-    app()
+    """The `harden` command: the process ends without teardown (harden.exitfast)."""
+    from . import exitfast
+
+    exitfast.arm()
+    try:
+        app()
+    except SystemExit as exc:
+        exitfast.finish(exc.code)
+        raise
+    except KeyboardInterrupt:
+        exitfast.finish(EXIT_INTERRUPTED)
+        raise
+    except BaseException:
+        exitfast.finish(1)  # what Python exits with after printing the traceback
+        raise
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from . import exitfast
 from .apply import apply_plan
 from .engine import Planned, Request, build_plan, connect, open_backend, parse_duration, per_cluster
 from .errors import Diagnostics, ExpectationFailed, HardenError, InputError
@@ -51,6 +52,7 @@ def plan_cmd(view: View, req: Request, *, out_file: str | None, detailed_exitcod
 
 
 def _plan_one(view: View, planned: Planned, out_file: str | None, detailed_exitcode: bool) -> int:
+    exitfast.keep(planned)  # freed with the process, not object by object (harden.exitfast)
     view.plan(planned.plan, planned.profile_files)
     if out_file:
         write_plan(planned.plan, out_file)

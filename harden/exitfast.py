@@ -1,0 +1,48 @@
+"""exitfast: end the `harden` process without freeing, one by one, what it built.
+
+A plan of 10,000 objects holds about a million small dicts, lists and strings. Freeing them when
+the command returns, then tearing the interpreter down, took 0.09 s of a 1.1 s no-change plan
+(measured on the 10,000-policy benchmark, bench/): the operating system frees the whole process at
+once. So the `harden` command (`cli.main`, and only it: never a test or a library caller) keeps
+what a command built until the end, and its last exit handler ends the process with `os._exit`,
+after the other exit handlers have run (the Kubernetes client's removes the certificate files it
+wrote) and after Python has joined every thread, with the output flushed. This is what mypy's
+`--fast-exit` does, for the same reason.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import sys
+
+_kept: list[object] | None = None
+_code: int = 0
+
+
+def arm() -> None:
+    """From now on `keep` keeps, and the process ends with `finish`'s code, without teardown.
+    Exit handlers run last-registered first, so this one, registered at start, runs last."""
+    global _kept
+    _kept = []
+    atexit.register(_end)
+
+
+def keep(obj: object) -> None:
+    """Keep `obj` until the process ends (only once armed; otherwise it is freed as usual)."""
+    if _kept is not None:
+        _kept.append(obj)
+
+
+def finish(code: object) -> None:
+    """The exit code the process ends with: SystemExit's code, as Python would turn it into one."""
+    global _code
+    _code = code if isinstance(code, int) else (0 if code is None else 1)
+
+
+def _end() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more can be said on it
+            stream.flush()
+    os._exit(_code)

@@ -1,0 +1,60 @@
+"""exitfast: the `harden` process ends with its exit code, its output and its exit handlers, but
+without freeing what it kept."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+
+def run(body: str) -> subprocess.CompletedProcess[str]:
+    script = textwrap.dedent("""\
+        import atexit, sys
+        from harden import exitfast
+
+        class Loud:
+            def __del__(self):
+                print("freed", flush=True)
+
+        exitfast.arm()
+        atexit.register(lambda: print("handler ran", flush=True))  # registered later: runs first
+        """) + textwrap.dedent(body)
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+
+
+def test_the_code_output_and_handlers_survive_and_kept_objects_are_not_freed_one_by_one():
+    r = run("""\
+        exitfast.keep(Loud())
+        print("partial line, no newline", end="")
+        exitfast.finish(2)
+        sys.exit(2)
+        """)
+    assert r.returncode == 2
+    assert r.stdout == "partial line, no newlinehandler ran\n"
+
+
+def test_an_object_not_kept_is_freed_as_usual_and_none_means_success():
+    r = run("""\
+        x = Loud()
+        del x
+        exitfast.finish(None)
+        """)
+    assert (r.returncode, r.stdout) == (0, "freed\nhandler ran\n")
+
+
+def test_a_message_exit_is_code_1_with_its_message():
+    r = run("""\
+        exitfast.finish("bad input")
+        sys.exit("bad input")
+        """)
+    assert r.returncode == 1 and "bad input" in r.stderr
+
+
+def test_the_harden_command_keeps_its_exit_codes():
+    ok = subprocess.run([sys.executable, "-c", "from harden.cli import main; main()", "version"],
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and ok.stdout.strip()
+    usage = subprocess.run([sys.executable, "-c", "from harden.cli import main; main()", "plan", "--bogus"],
+                           capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 2 and "--bogus" in usage.stderr

@@ -32,7 +32,7 @@ from typing import Protocol
 from .errors import HardenError, StalePlan
 from .model import MANAGER, Action, Change, ChangeKind, Obj, Phase, Plan, ResourceKey, field_manager
 from .parallel import NotStarted, guarded
-from .plan import in_sync_token, record_for, written_in_sync
+from .plan import record_for, written_in_sync
 from .state import Backend, Entry, Record, State, entries_for, fold
 
 
@@ -173,12 +173,12 @@ def apply_plan(plan: Plan, cluster: Cluster, backend: Backend, *, parallelism: i
     try:
         first: list[tuple[str, Record | None]] = []
         # Objects in sync but missing from state (a killed run wrote them, then died) are recorded too,
-        # and an object the plan found in sync is recorded as in sync at the resourceVersion it read,
-        # so the next plan of it needs no diff while nobody writes it (`plan.in_sync_token`).
+        # and an object the plan found in sync is recorded so (`Change.in_sync`, the resourceVersion
+        # the plan read): the next plan of it needs no diff while nobody writes it.
         for c in plan.changes:
             if c.action is not Action.NOOP or (c.kind is not ChangeKind.OBJECT and str(c.key) in records):
                 continue
-            rec = record_for(c, in_sync_token(c.observed_resource_version))
+            rec = record_for(c, c.in_sync)
             if records.get(str(c.key)) != rec:
                 records[str(c.key)] = rec
                 first.append((str(c.key), rec))

@@ -189,6 +189,7 @@ class Change:
     release_first: Obj | None = None        # for patches: fields harden stops setting, put back first
     phase: Phase = Phase.WRITE
     source: SourceRef = SourceRef()
+    in_sync: str | None = None              # no-op objects: what apply records (`Record.in_sync`)
 
     @property
     def profile(self) -> str:
@@ -213,7 +214,7 @@ class Change:
             "restore": self.restore.to_dict() if self.restore else None,
             "fieldPaths": list(self.field_paths),
             "releaseFirst": self.release_first,
-        }
+        } | ({"inSync": self.in_sync} if self.in_sync else {})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Change:
@@ -233,6 +234,7 @@ class Change:
             restore=Restore.from_dict(d.get("restore")),
             field_paths=tuple(d.get("fieldPaths", [])),
             release_first=d.get("releaseFirst"),
+            in_sync=d.get("inSync"),
         )
 
 
@@ -405,10 +407,11 @@ class Record:
     digest: str
     field_paths: tuple[str, ...] = ()
     restore: Restore | None = None  # patches: the fields' values and owner before harden
-    # Objects: `RESOURCEVERSION@HARDENVERSION` at which this harden found the object in sync with the
-    # body of `digest`, from what the server returned for its write or from a plan's diff (see
-    # `harden.plan.in_sync_token`). A plan that finds the same resourceVersion and the same body
-    # needs no diff: every write moves the resourceVersion on. None: the plan compares field by field.
+    # Objects: `RESOURCEVERSION/UID@HARDENVERSION` of the object when this harden found it in sync
+    # with the body of `digest`, from what the server returned for its write or from a plan's diff
+    # (see `harden.plan.in_sync_token`). A plan that finds the same resourceVersion of the same
+    # object and the same body needs no diff: every write moves the resourceVersion on. None: the
+    # plan compares field by field.
     in_sync: str | None = None
 
     def to_dict(self) -> dict[str, Any]:

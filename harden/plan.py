@@ -295,14 +295,14 @@ def _is_default_deny(change: Change) -> bool:
 
 def _object_change(key: ResourceKey, body: Obj, profile: str, live: Obj | None, own: str,
                    source: SourceRef, keys: MergeKeys, record: Record | None = None) -> Change:
-    if live is not None and record is not None and record.in_sync is not None \
-            and record.in_sync == in_sync_token(live["metadata"].get("resourceVersion")) \
+    token = in_sync_token(live)
+    if live is not None and record is not None and record.in_sync is not None and record.in_sync == token \
             and record.digest == digest(body):
-        # Known in sync at this very resourceVersion with this very body, and no write since (any
-        # write moves the resourceVersion on): the verdict a field-by-field diff would reach.
+        # Known in sync at this very resourceVersion of this very object with this very body, and no
+        # write since (any write moves the resourceVersion on): the verdict a diff would reach.
         return _phased(Change(key, body["apiVersion"], Action.NOOP, ChangeKind.OBJECT, (profile,), "in sync",
                               body=body, observed_resource_version=live["metadata"]["resourceVersion"],
-                              source=source))
+                              source=source, in_sync=token))
     fields = diff_fields(body, live, keys)
     if live is None:
         return _phased(Change(key, body["apiVersion"], Action.CREATE, ChangeKind.OBJECT, (profile,),
@@ -312,7 +312,7 @@ def _object_change(key: ResourceKey, body: Obj, profile: str, live: Obj | None, 
     rv = live["metadata"].get("resourceVersion")
     if not fields:
         return _phased(Change(key, body["apiVersion"], Action.NOOP, ChangeKind.OBJECT, (profile,), "in sync",
-                              body=body, observed_resource_version=rv, source=source))
+                              body=body, observed_resource_version=rv, source=source, in_sync=token))
     return _phased(Change(key, body["apiVersion"], Action.UPDATE, ChangeKind.OBJECT, (profile,),
                           "live object differs from the profile (drift)", body=body, fields=tuple(fields),
                           conflicts=tuple(conflicts(live, fields, keys, own)), observed_resource_version=rv,
@@ -433,10 +433,14 @@ def record_for(change: Change, in_sync: str | None = None) -> Record:
                   in_sync if change.kind is ChangeKind.OBJECT else None)
 
 
-def in_sync_token(resource_version: str | None) -> str | None:
-    """What a record keeps of an object known to hold its body: the object's resourceVersion, and
-    the harden version that judged it (another version may compare differently)."""
-    return f"{resource_version}@{__version__}" if resource_version else None
+def in_sync_token(obj: Obj | None) -> str | None:
+    """What a record keeps of an object found to hold its body: the object's resourceVersion, its
+    uid (a resourceVersion is a counter of one cluster's store: another cluster, or the object
+    deleted and created again, can show the same number), and the harden version that judged it
+    (another version may compare differently). None for an object without both (a snapshot's)."""
+    meta = (obj or {}).get("metadata") or {}
+    rv, uid = meta.get("resourceVersion"), meta.get("uid")
+    return f"{rv}/{uid}@{__version__}" if rv and uid else None
 
 
 def written_in_sync(change: Change, written: Obj | None, own: str) -> str | None:
@@ -448,7 +452,7 @@ def written_in_sync(change: Change, written: Obj | None, own: str) -> str | None
         return None
     if not holds(change.body, written) or dropped_fields(change.body, written, own):
         return None
-    return in_sync_token((written.get("metadata") or {}).get("resourceVersion"))
+    return in_sync_token(written)
 
 
 def predict(live: Live, plan: Plan, keys: MergeKeys = BUILTIN) -> list[Obj]:

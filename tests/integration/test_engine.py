@@ -140,10 +140,12 @@ def test_apply_records_objects_in_sync_and_a_hand_edit_still_shows_as_drift(kube
 
     owned = {k: r for k, r in records().items() if r["kind"] == "object" and k.startswith("networking.k8s.io/")}
     assert owned
+    def token(policy) -> str:
+        return f"{policy.metadata.resource_version}/{policy.metadata.uid}@{__version__}"
+
     for key, rec in owned.items():
-        name = key.rsplit("/", 1)[1]
         # The resourceVersion the write left: what a plan may trust until somebody writes the object.
-        assert rec["inSync"] == f"{net.read_namespaced_network_policy(name, NS).metadata.resource_version}@{__version__}"
+        assert rec["inSync"] == token(net.read_namespaced_network_policy(key.rsplit("/", 1)[1], NS))
     # Somebody opens the default-deny policy to every source: a new resourceVersion, so a field-by-field diff.
     deny = net.read_namespaced_network_policy("harden-default-deny", NS)
     deny.spec.ingress = [client.V1NetworkPolicyIngressRule()]
@@ -157,7 +159,7 @@ def test_apply_records_objects_in_sync_and_a_hand_edit_still_shows_as_drift(kube
     live = net.read_namespaced_network_policy("harden-default-deny", NS)
     assert not live.spec.ingress
     key = f"networking.k8s.io/NetworkPolicy/{NS}/harden-default-deny"
-    assert records()[key]["inSync"] == f"{live.metadata.resource_version}@{__version__}"
+    assert records()[key]["inSync"] == token(live)
     assert applied.run(kube, "plan", "--detailed-exitcode").returncode == 0
 
 

@@ -527,20 +527,25 @@ def test_re_plan_after_a_patch_writes_the_same_original():
 
 # -- the in-sync record: no diff for an object nobody wrote since harden found it in sync ----------
 
-def _written(c, rv="41"):
+def _written(c, rv="41", uid="1f0c2a3e-0000-4000-8000-000000000041"):
     """What the API server returns for an apply of `c`: its body as stored, harden owning every field."""
-    return server_copy(c.body, rv=rv)
+    obj = server_copy(c.body, rv=rv)
+    obj["metadata"]["uid"] = uid
+    return obj
 
 
 def test_an_apply_that_left_the_object_as_written_records_it_in_sync():
+    from harden import __version__
     from harden.plan import in_sync_token, written_in_sync
 
     c = only_change(make_plan(rendered(["metrics-ingress"]), live_of(), State(STACK), STACK))
     written = _written(c)
+    token = in_sync_token(written)
+    assert token == f"41/1f0c2a3e-0000-4000-8000-000000000041@{__version__}"
     own = "harden"  # the manager the recording applied under
     assert [m["manager"] for m in written["metadata"]["managedFields"]] == [own]
-    assert written_in_sync(c, written, "someone-else") == in_sync_token("41")  # owns nothing here: nothing to prune
-    assert written_in_sync(c, written, own) == in_sync_token("41")
+    assert written_in_sync(c, written, "someone-else") == token  # owns nothing here: nothing to prune
+    assert written_in_sync(c, written, own) == token
     # The server (a mutating webhook, a default harden does not know) rewrote a declared field:
     # the object is left to be compared field by field.
     mutated = copy.deepcopy(written)
@@ -555,32 +560,44 @@ def test_an_apply_that_left_the_object_as_written_records_it_in_sync():
     extra["metadata"]["managedFields"][0]["fieldsV1"]["f:metadata"]["f:annotations"] = {"f:note": {}}
     assert written_in_sync(c, extra, own) is None
     assert written_in_sync(c, None, own) is None
-    assert written_in_sync(c, {k: v for k, v in written.items() if k != "metadata"} | {"metadata": {}}, own) is None
+    no_uid = copy.deepcopy(written)
+    del no_uid["metadata"]["uid"]
+    assert written_in_sync(c, no_uid, own) is None
 
 
-def test_a_plan_trusts_the_in_sync_record_only_at_its_resource_version_body_and_version():
+def test_a_plan_trusts_the_in_sync_record_only_for_the_same_object_version_body_and_harden():
     from harden.plan import in_sync_token
 
     r = rendered(["metrics-ingress"])
     c = only_change(make_plan(r, live_of(), State(STACK), STACK))
-    rec = record_for(c, in_sync_token("41"))
-    assert rec.in_sync == in_sync_token("41") and Record.from_dict(rec.to_dict()) == rec
-    state = State(STACK, "l", 1, {str(c.key): rec})
     live = _written(c, rv="41")
+    rec = record_for(c, in_sync_token(live))
+    assert rec.in_sync == in_sync_token(live) and Record.from_dict(rec.to_dict()) == rec
+    state = State(STACK, "l", 1, {str(c.key): rec})
     live["spec"]["ingress"][0]["ports"][0]["port"] = 1  # not what the server would keep at rv 41
     same = only_change(make_plan(r, live_of(live), state, STACK))
     # At resourceVersion 41 nothing was written since the object held its body: no diff is made.
     assert (same.action, same.reason, same.observed_resource_version) == (Action.NOOP, "in sync", "41")
+    assert same.in_sync == rec.in_sync
     # Any write moves the resourceVersion on: then the diff decides, and finds the change.
     moved = copy.deepcopy(live)
     moved["metadata"]["resourceVersion"] = "42"
     assert only_change(make_plan(r, live_of(moved), state, STACK)).action is Action.UPDATE
+    # The same number on another object (deleted and created again, or another cluster's store).
+    reborn = copy.deepcopy(live)
+    reborn["metadata"]["uid"] = "9d1e7a00-0000-4000-8000-000000000099"
+    assert only_change(make_plan(r, live_of(reborn), state, STACK)).action is Action.UPDATE
     # Another body (the profile changed) or another harden version: the diff decides too.
     other_body = State(STACK, "l", 1, {str(c.key): Record(**{**rec.__dict__, "digest": "0" * 16})})
     assert only_change(make_plan(r, live_of(live), other_body, STACK)).action is Action.UPDATE
-    other_version = State(STACK, "l", 1, {str(c.key): Record(**{**rec.__dict__, "in_sync": "41@0.0.0-other"})})
+    other_version = State(STACK, "l", 1, {str(c.key): Record(
+        **{**rec.__dict__, "in_sync": rec.in_sync.rsplit("@", 1)[0] + "@0.0.0-other"})})
     assert only_change(make_plan(r, live_of(live), other_version, STACK)).action is Action.UPDATE
-    # And without the record's shortcut the verdicts agree wherever the object really is in sync.
+    # And without the record's shortcut the verdicts agree wherever the object really is in sync;
+    # the plan says what apply records of it.
     held = _written(c, rv="41")
-    assert only_change(make_plan(r, live_of(held), state, STACK)) == \
-        only_change(make_plan(r, live_of(held), State(STACK, "l", 1, {str(c.key): record_for(c)}), STACK))
+    found = only_change(make_plan(r, live_of(held), State(STACK, "l", 1, {str(c.key): record_for(c)}), STACK))
+    assert only_change(make_plan(r, live_of(held), state, STACK)) == found
+    assert found.in_sync == in_sync_token(held)
+    from harden.model import Change as ChangeModel
+    assert ChangeModel.from_dict(found.to_dict()) == found

@@ -341,12 +341,17 @@ def version() -> None:
 
 
 def main() -> None:
-    """The `harden` command: the process ends without teardown (harden.exitfast)."""
+    app()
+
+
+def run() -> None:
+    """The `harden` console script: `main`, then the process ends without teardown (harden.exitfast).
+    Never returns to a caller."""
     from . import exitfast
 
     exitfast.arm()
     try:
-        app()
+        main()
     except SystemExit as exc:
         exitfast.finish(exc.code)
         raise
@@ -359,4 +364,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run()

@@ -6,8 +6,10 @@ the command returns, then tearing the interpreter down, took 0.09 s of a 1.1 s n
 once. So the `harden` command (`cli.main`, and only it: never a test or a library caller) keeps
 what a command built until the end, and its last exit handler ends the process with `os._exit`,
 after the other exit handlers have run (the Kubernetes client's removes the certificate files it
-wrote) and after Python has joined every thread, with the output flushed. This is what mypy's
-`--fast-exit` does, for the same reason.
+wrote) and after Python has joined every thread, with the output flushed; output that cannot be
+written (a full disk) is exit code 120 with a message, as Python itself exits then. This is what
+mypy's `--fast-exit` does, for the same reason. It is armed only by the console script's entry
+(`cli.run`), which never hands control back: a caller of `cli.main` keeps its own exit.
 """
 
 from __future__ import annotations
@@ -42,7 +44,14 @@ def finish(code: object) -> None:
 
 
 def _end() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more can be said on it
-            stream.flush()
-    os._exit(_code)
+    code = _code
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError) as exc:
+        # What Python does when the output cannot be written at exit: say so, exit 120.
+        with contextlib.suppress(OSError, ValueError):
+            print(f"harden: the output could not be written: {exc}", file=sys.stderr)
+        code = 120
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.flush()
+    os._exit(code)

@@ -52,8 +52,11 @@ from .yamlsrc import load_documents
 # the client waits for the server, so fewer pages overlap less idle time. Measured on the 10,000-policy
 # benchmark (bench/), reading the whole live state: 500 -> 0.36 s, 1,000 -> 0.30 s, 2,000 -> 0.29 s,
 # 5,000 -> 0.29 s (medians of 5). A page of 2,000 NetworkPolicies is about 1.5 MB of JSON, and a
-# connection reset re-reads one page.
+# connection reset re-reads one page. Kinds whose objects can be large (a ConfigMap or Secret holds
+# up to 1 MiB) keep kubectl's 500.
 PAGE = 2000
+PAGE_LARGE = 500
+LARGE_KINDS = frozenset({"ConfigMap", "Secret"})
 T = TypeVar("T")
 
 NO_INSECURE = ("fix certificate-authority or certificate-authority-data for this cluster in the kubeconfig "
@@ -372,12 +375,13 @@ class KubeClient:
             return []
         out: list[Obj] = []
         token = None
+        limit = PAGE_LARGE if kind in LARGE_KINDS else PAGE
         while True:
             # Each page is its own request, retried on its own: a reset mid-list costs one page. The
             # page is parsed straight from JSON (serialize=False): the client's ResourceInstance
             # model and its to_dict() cost five times the request at 10,000 objects.
             page = self._call(f"list {kind}", lambda: _json(res.get(
-                namespace=namespace, limit=PAGE, _continue=token, serialize=False).data))  # noqa: B023
+                namespace=namespace, limit=limit, _continue=token, serialize=False).data))  # noqa: B023
             for item in page.get("items") or []:
                 item.setdefault("apiVersion", api_version)
                 item.setdefault("kind", kind)

@@ -15,10 +15,12 @@ change, each materialized on the result of the previous, so they cannot fight ov
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from . import __version__
@@ -52,6 +54,7 @@ from .model import (
     field_manager,
 )
 from .ownership import conflicts, dropped_fields, owned_by
+from .redact import redact
 from .render import Candidate, ConfigMapYamlError, PatchIntent, Rendered, Target, identity, materialize
 
 
@@ -311,8 +314,11 @@ def _object_change(key: ResourceKey, body: Obj, profile: str, live: Obj | None, 
     fields += dropped_fields(body, live, own)
     rv = live["metadata"].get("resourceVersion")
     if not fields:
+        # In sync under this cluster's merge keys; recorded as such only if it holds under any (a
+        # later plan may read another table: another identity's schema access, a cluster upgrade).
         return _phased(Change(key, body["apiVersion"], Action.NOOP, ChangeKind.OBJECT, (profile,), "in sync",
-                              body=body, observed_resource_version=rv, source=source, in_sync=token))
+                              body=body, observed_resource_version=rv, source=source,
+                              in_sync=token if holds(body, live) else None))
     return _phased(Change(key, body["apiVersion"], Action.UPDATE, ChangeKind.OBJECT, (profile,),
                           "live object differs from the profile (drift)", body=body, fields=tuple(fields),
                           conflicts=tuple(conflicts(live, fields, keys, own)), observed_resource_version=rv,
@@ -436,11 +442,27 @@ def record_for(change: Change, in_sync: str | None = None) -> Record:
 def in_sync_token(obj: Obj | None) -> str | None:
     """What a record keeps of an object found to hold its body: the object's resourceVersion, its
     uid (a resourceVersion is a counter of one cluster's store: another cluster, or the object
-    deleted and created again, can show the same number), and the harden version that judged it
-    (another version may compare differently). None for an object without both (a snapshot's)."""
+    deleted and created again, can show the same number), and which harden judged it (`_judge`).
+    None for an object without both (a snapshot's)."""
     meta = (obj or {}).get("metadata") or {}
     rv, uid = meta.get("resourceVersion"), meta.get("uid")
-    return f"{rv}/{uid}@{__version__}" if rv and uid else None
+    return f"{rv}/{uid}@{_judge()}" if rv and uid else None
+
+
+@functools.cache
+def _judge() -> str:
+    """harden's version and a digest of the code that decides what is equal (normalization, the
+    diff, ownership, merge keys, redaction): a build that compares differently, released or not,
+    trusts no verdict of another."""
+    from . import diff, mergekeys, normalize, ownership, redact
+
+    h = hashlib.sha256()
+    for module in (diff, mergekeys, normalize, ownership, redact):
+        try:
+            h.update(Path(str(module.__file__)).read_bytes())
+        except OSError:
+            h.update(module.__name__.encode())  # no source to read (a frozen build): the version alone
+    return f"{__version__}+{h.hexdigest()[:10]}"
 
 
 def written_in_sync(change: Change, written: Obj | None, own: str) -> str | None:
@@ -450,6 +472,8 @@ def written_in_sync(change: Change, written: Obj | None, own: str) -> str | None
     object to be compared field by field, as before)."""
     if change.kind is not ChangeKind.OBJECT or change.body is None or not isinstance(written, dict):
         return None
+    # Judged as a plan sees it: Secret values masked (a plan never compares them, so always shows them).
+    written = redact(written)
     if not holds(change.body, written) or dropped_fields(change.body, written, own):
         return None
     return in_sync_token(written)

@@ -131,7 +131,7 @@ def test_apply_then_plan_is_empty(kube, pristine):
 
 
 def test_apply_records_objects_in_sync_and_a_hand_edit_still_shows_as_drift(kube, applied):
-    from harden import __version__
+    from harden.plan import in_sync_token
 
     net = client.NetworkingV1Api(kube.api_client)
 
@@ -140,8 +140,9 @@ def test_apply_records_objects_in_sync_and_a_hand_edit_still_shows_as_drift(kube
 
     owned = {k: r for k, r in records().items() if r["kind"] == "object" and k.startswith("networking.k8s.io/")}
     assert owned
-    def token(policy) -> str:
-        return f"{policy.metadata.resource_version}/{policy.metadata.uid}@{__version__}"
+    def token(policy) -> str | None:
+        return in_sync_token({"metadata": {"resourceVersion": policy.metadata.resource_version,
+                                           "uid": policy.metadata.uid}})
 
     for key, rec in owned.items():
         # The resourceVersion the write left: what a plan may trust until somebody writes the object.

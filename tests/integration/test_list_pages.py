@@ -14,6 +14,7 @@ def test_a_list_over_many_pages_returns_every_object_once(kube, namespace, monke
     whole = client.list("v1", "ConfigMap", namespace)
     # Pages of 4: six requests, each following the server's continue token from the last.
     monkeypatch.setattr(harden.kube, "PAGE", 4)
+    monkeypatch.setattr(harden.kube, "PAGE_LARGE", 4)
     paged = client.list("v1", "ConfigMap", namespace)
     listed = [o["metadata"]["name"] for o in paged if o["metadata"]["name"].startswith("cm-")]
     assert sorted(listed) == names

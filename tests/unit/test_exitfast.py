@@ -3,6 +3,7 @@ without freeing what it kept."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -51,10 +52,31 @@ def test_a_message_exit_is_code_1_with_its_message():
     assert r.returncode == 1 and "bad input" in r.stderr
 
 
+def harden(*args: str, **kw) -> subprocess.CompletedProcess[str]:
+    """The console script's entry, as `harden` runs it."""
+    kw = {"capture_output": True, **kw}
+    return subprocess.run([sys.executable, "-c", "from harden.cli import run; run()", *args],
+                          text=True, timeout=60, **kw)
+
+
 def test_the_harden_command_keeps_its_exit_codes():
-    ok = subprocess.run([sys.executable, "-c", "from harden.cli import main; main()", "version"],
-                        capture_output=True, text=True, timeout=60)
+    ok = harden("version")
     assert ok.returncode == 0 and ok.stdout.strip()
-    usage = subprocess.run([sys.executable, "-c", "from harden.cli import main; main()", "plan", "--bogus"],
-                           capture_output=True, text=True, timeout=60)
+    usage = harden("plan", "--bogus")
     assert usage.returncode == 2 and "--bogus" in usage.stderr
+
+
+def test_output_that_cannot_be_written_is_exit_120_with_a_message():
+    # Buffered output (PYTHONUNBUFFERED would fail the print itself, before any exit) flushed at the end.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    with open("/dev/full", "w") as full:
+        r = harden("version", stdout=full, capture_output=False, stderr=subprocess.PIPE, env=env)
+    assert r.returncode == 120
+    assert "could not be written" in r.stderr
+
+
+def test_a_caller_of_main_keeps_its_own_exit():
+    r = subprocess.run([sys.executable, "-c", "import sys\nfrom harden.cli import main\ntry:\n    main()\n"
+                        "except SystemExit:\n    pass\nsys.exit(5)", "version"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 5 and r.stdout.strip()

@@ -86,6 +86,12 @@ def test_json_plan_is_valid_by_the_shipped_schema(example):
     schema = json.loads(resources.files("harden").joinpath("schema", "plan.schema.json").read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
     jsonschema.Draft202012Validator(schema).validate(json.loads(json.dumps(example[0].plan.to_dict())))
+    # A no-op found in sync on a cluster (a snapshot's objects have no uid) says what apply records.
+    from harden.plan import in_sync_token
+
+    synced = example[0].plan.to_dict()
+    synced["changes"][0]["inSync"] = in_sync_token({"metadata": {"resourceVersion": "7", "uid": "u-1"}})
+    jsonschema.Draft202012Validator(schema).validate(synced)
     # The schema can fail: a change with an unknown action is refused.
     bad = example[0].plan.to_dict()
     bad["changes"][0]["action"] = "explode"
